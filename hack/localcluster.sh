@@ -164,7 +164,7 @@ check_binaries() {
 
 # ------------------------------------------------------------------ pki
 gen_pki() {
-  if [[ -f "${PKI}/.ready" ]]; then return 0; fi
+  if [[ -f "${PKI}/.ready-v2" ]]; then return 0; fi
   need openssl "apt-get install -y openssl"
   rm -rf "${PKI}"; mkdir -p "${PKI}"; chmod 700 "${PKI}"
   cat > "${PKI}/openssl.cnf" <<'CNF'
@@ -203,21 +203,27 @@ CNF
     openssl genrsa -out ca.key 2048 2>/dev/null
     openssl req -x509 -new "${q[@]}" -extensions v3_ca -key ca.key -sha256 -days 3650 \
       -subj "/CN=aigc-edge-local-ca" -out ca.crt
-    sign() { # name subject extensions
+    # separate CA for the aggregation layer (requestheader / front-proxy)
+    openssl genrsa -out front-proxy-ca.key 2048 2>/dev/null
+    openssl req -x509 -new "${q[@]}" -extensions v3_ca -key front-proxy-ca.key -sha256 -days 3650 \
+      -subj "/CN=aigc-edge-front-proxy-ca" -out front-proxy-ca.crt
+    sign() { # name subject extensions [ca-name]
+      local ca="${4:-ca}"
       openssl genrsa -out "$1.key" 2048 2>/dev/null
       openssl req -new "${q[@]}" -key "$1.key" -subj "$2" -out "$1.csr"
-      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      openssl x509 -req -in "$1.csr" -CA "${ca}.crt" -CAkey "${ca}.key" -set_serial "0x$(openssl rand -hex 16)" \
         -sha256 -days 3650 -extfile openssl.cnf -extensions "$3" -out "$1.crt" 2>/dev/null
       rm -f "$1.csr"
     }
     sign apiserver "/CN=kube-apiserver" v3_server
     sign admin "/O=system:masters/CN=aigc-edge-admin" v3_client
+    sign front-proxy-client "/CN=front-proxy-client" v3_client front-proxy-ca
     # service-account token signing key pair
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     chmod 600 ./*.key
   )
-  touch "${PKI}/.ready"
+  touch "${PKI}/.ready-v2"
 }
 
 b64() { base64 -w0 < "$1"; }
@@ -405,6 +411,13 @@ cmd_up() {
     --endpoint-reconciler-type=none \
     --tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
     --client-ca-file="${PKI}/ca.crt" \
+    --requestheader-client-ca-file="${PKI}/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="${PKI}/front-proxy-client.crt" \
+    --proxy-client-key-file="${PKI}/front-proxy-client.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="${PKI}/sa.pub" \
     --service-account-signing-key-file="${PKI}/sa.key" \
