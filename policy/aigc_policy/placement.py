@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
-from aigc_policy.snapshot import ClusterSnapshot, NodeState, TaskSpec
+from aigc_policy.snapshot import ClusterSnapshot, NodeState, PerfModel, TaskSpec
 
 STEP_BUCKETS = 4
 
@@ -33,10 +34,17 @@ class Estimate:
     service_s: float
     cold: bool
     quality: float
+    transfer_s: float = 0.0  # input/result shipping: delays the answer, does not occupy the gang
 
     @property
     def finish_s(self) -> float:
+        """When the gang is released."""
         return self.start_s + self.service_s
+
+    @property
+    def done_s(self) -> float:
+        """When the user has the result."""
+        return self.start_s + self.service_s + self.transfer_s
 
 
 def allowed_gang_sizes(snapshot: ClusterSnapshot, task: TaskSpec) -> tuple[int, ...]:
@@ -49,6 +57,41 @@ def steps_for_bucket(task: TaskSpec, bucket: int, n_buckets: int = STEP_BUCKETS)
         return task.max_steps
     span = task.max_steps - task.min_steps
     return task.min_steps + round(bucket * span / (n_buckets - 1))
+
+
+def step_time(perf: PerfModel, task: TaskSpec, gpu_class: str, k: int) -> float:
+    """Seconds per denoising step of `task` on one member of class `gpu_class` in a k-gang."""
+    return task.work_scale * perf.step_seconds(gpu_class, task.model, task.width, task.height, k)
+
+
+def min_acceptable_steps(perf: PerfModel, task: TaskSpec) -> int:
+    """The fewest steps in the task's range that reach its quality floor.
+
+    Without a floor the target is the best quality the range allows, so a quality-blind
+    default never buys latency with an unusable image (EAT's curve is 0 below 5 steps).
+    """
+    if task.steps_fixed:
+        return task.min_steps
+    return _fewest_steps(perf, task.model, task.min_steps, task.max_steps, task.min_quality)
+
+
+@lru_cache(maxsize=4096)
+def _fewest_steps(perf: PerfModel, model: str, lo: int, hi: int, floor: float | None) -> int:
+    qualities = [perf.quality(model, s) for s in range(lo, hi + 1)]
+    target = max(qualities) if floor is None else min(floor, max(qualities))
+    return next(lo + i for i, q in enumerate(qualities) if q >= target - 1e-12)
+
+
+def transfer_seconds(snapshot: ClusterSnapshot, task: TaskSpec, members: list[NodeState]) -> float:
+    """Ship the input to a gang away from the task's origin, and the result back (LAD-TS §2.2)."""
+    if task.input_mbit <= 0.0 and task.output_mbit <= 0.0:
+        return 0.0
+    rates = [snapshot.perf.link_mbps(n.gpu_class) for n in members]
+    if any(r is None for r in rates):
+        return 0.0
+    rate = min(rates)
+    local = task.origin is None or any(n.name == task.origin for n in members)
+    return (0.0 if local else task.input_mbit / rate) + task.output_mbit / rate
 
 
 def node_can_run(snapshot: ClusterSnapshot, node: NodeState, task: TaskSpec, k: int) -> bool:
@@ -69,18 +112,18 @@ def estimate(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...], 
     k = len(nodes)
     members = [snapshot.nodes[i] for i in nodes]
     start = max(snapshot.now, max(n.free_at for n in members))
-    step_s = max(perf.step_seconds(n.gpu_class, task.model, task.width, task.height, k) for n in members)
+    step_s = max(step_time(perf, task, n.gpu_class, k) for n in members)
     cold = not is_warm(snapshot, task, nodes)
     load_s = max(perf.load_seconds(n.gpu_class, task.model, k) for n in members) if cold else 0.0
-    return Estimate(start, steps * step_s + load_s, cold, perf.quality(task.model, steps))
+    transfer_s = transfer_seconds(snapshot, task, members)
+    return Estimate(start, steps * step_s + load_s, cold, perf.quality(task.model, steps), transfer_s)
 
 
 def _solo_finish(snapshot: ClusterSnapshot, task: TaskSpec, node: NodeState, k: int, steps: int) -> float:
     perf = snapshot.perf
     warm = any(r.model == task.model for r in node.resident)
     load = 0.0 if warm else perf.load_seconds(node.gpu_class, task.model, k)
-    step = perf.step_seconds(node.gpu_class, task.model, task.width, task.height, k)
-    return max(snapshot.now, node.free_at) + load + steps * step
+    return max(snapshot.now, node.free_at) + load + steps * step_time(perf, task, node.gpu_class, k)
 
 
 def complete_gang(snapshot: ClusterSnapshot, task: TaskSpec, k: int, anchor: int) -> tuple[int, ...] | None:
@@ -130,3 +173,15 @@ def candidate_gangs(snapshot: ClusterSnapshot, task: TaskSpec) -> Iterator[tuple
             if gang is not None and gang not in seen:
                 seen.add(gang)
                 yield k, gang
+
+
+def earliest_finish(
+    snapshot: ClusterSnapshot, task: TaskSpec, steps: int
+) -> tuple[tuple[int, ...], Estimate] | None:
+    """The candidate gang that hands the result back soonest, ties to the first found."""
+    best: tuple[tuple[int, ...], Estimate] | None = None
+    for _, gang in candidate_gangs(snapshot, task):
+        est = estimate(snapshot, task, gang, steps)
+        if best is None or est.done_s < best[1].done_s:
+            best = (gang, est)
+    return best

@@ -33,6 +33,12 @@ class TaskSpec:
     min_quality: float | None = None  # in [0, 1]
     gang_sizes: tuple[int, ...] | None = None  # None: any the cluster allows
     priority: int = 0
+    # Task-level work amount: multiplies the model's per-step time (LAD-TS Gcycles per step).
+    work_scale: float = 1.0
+    # Where the request enters the cluster and how much it ships; prices the transfer term.
+    origin: str | None = None
+    input_mbit: float = 0.0
+    output_mbit: float = 0.0
 
     @property
     def steps_fixed(self) -> bool:
@@ -76,6 +82,8 @@ class PerfModel(Protocol):
     def class_vram_gb(self, gpu_class: str) -> float: ...
 
     def supports(self, gpu_class: str, model: str, width: int, height: int, k: int) -> bool: ...
+
+    def link_mbps(self, gpu_class: str) -> float | None: ...  # None: transfers are free
 
 
 @dataclass(slots=True)

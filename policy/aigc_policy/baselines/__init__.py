@@ -1,0 +1,1 @@
+"""Heuristic schedulers: the reference rows every learned policy is compared against."""

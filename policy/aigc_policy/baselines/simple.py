@@ -1,0 +1,108 @@
+"""Placement-only baselines: FIFO head task, its minimum acceptable steps, a simple node rule."""
+
+from __future__ import annotations
+
+import random
+
+from aigc_policy.baselines.common import smallest_gang
+from aigc_policy.placement import (
+    Placement,
+    allowed_gang_sizes,
+    complete_gang,
+    min_acceptable_steps,
+    node_can_run,
+    step_time,
+)
+from aigc_policy.snapshot import ClusterSnapshot
+
+
+class RandomScheduler:
+    """EAT's Random: a uniform visible task, gang size, anchor node and step count."""
+
+    name = "random"
+
+    def __init__(self) -> None:
+        self.rng = random.Random(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def decide(self, snap: ClusterSnapshot) -> Placement | None:
+        rng = self.rng
+        index = rng.randrange(len(snap.queue))
+        task = snap.queue[index]
+        k = rng.choice(allowed_gang_sizes(snap, task))
+        eligible = [i for i, n in enumerate(snap.nodes) if node_can_run(snap, n, task, k)]
+        if len(eligible) < k:
+            return None
+        gang = complete_gang(snap, task, k, rng.choice(eligible))
+        if gang is None:
+            return None
+        return Placement(index, gang, rng.randint(task.min_steps, task.max_steps))
+
+
+class RoundRobin:
+    """Anchors rotate over the nodes; the gang is completed by the shared rule."""
+
+    name = "round-robin"
+
+    def __init__(self) -> None:
+        self.next_node = 0
+
+    def reset(self, seed: int) -> None:
+        self.next_node = 0
+
+    def decide(self, snap: ClusterSnapshot) -> Placement | None:
+        task = snap.queue[0]
+        found = smallest_gang(snap, task)
+        if found is None:
+            return None
+        k, eligible = found
+        n = len(snap.nodes)
+        anchor = min(eligible, key=lambda i: (i - self.next_node) % n)
+        self.next_node = (anchor + 1) % n
+        gang = complete_gang(snap, task, k, anchor)
+        return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))
+
+
+class LeastLoaded:
+    """kube-scheduler's LeastAllocated analogue: the anchor with the fewest reserved tasks."""
+
+    name = "least-loaded"
+
+    def reset(self, seed: int) -> None:
+        return None
+
+    def decide(self, snap: ClusterSnapshot) -> Placement | None:
+        task = snap.queue[0]
+        found = smallest_gang(snap, task)
+        if found is None:
+            return None
+        k, eligible = found
+        nodes = snap.nodes
+        anchor = min(eligible, key=lambda i: (nodes[i].inflight, nodes[i].free_at, i))
+        gang = complete_gang(snap, task, k, anchor)
+        return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))
+
+
+class CapacityRandom:
+    """LAD-TS sanity baseline: anchor drawn with probability proportional to its speed on the task."""
+
+    name = "capacity-random"
+
+    def __init__(self) -> None:
+        self.rng = random.Random(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def decide(self, snap: ClusterSnapshot) -> Placement | None:
+        task = snap.queue[0]
+        found = smallest_gang(snap, task)
+        if found is None:
+            return None
+        k, eligible = found
+        speeds = [1.0 / step_time(snap.perf, task, snap.nodes[i].gpu_class, k) for i in eligible]
+        anchor = self.rng.choices(eligible, weights=speeds)[0]
+        gang = complete_gang(snap, task, k, anchor)
+        return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))

@@ -1,0 +1,56 @@
+"""Scheduler registry: `--policies` names -> factories, loaded lazily.
+
+An entry is "module:attribute"; the attribute is called with the text after the first colon
+of the policy spec (`eat:PATH` passes "PATH"), or with no argument when there is none. Learned
+policies add their entries here (or call `register`) without importing torch at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from aigc_policy.scheduler import Scheduler
+
+Factory = Callable[..., Scheduler]
+
+BUILTIN: dict[str, str] = {
+    "random": "aigc_policy.baselines.simple:RandomScheduler",
+    "round-robin": "aigc_policy.baselines.simple:RoundRobin",
+    "least-loaded": "aigc_policy.baselines.simple:LeastLoaded",
+    "capacity-random": "aigc_policy.baselines.simple:CapacityRandom",
+    "eft": "aigc_policy.baselines.greedy:EarliestFinish",
+    "opt-ts": "aigc_policy.baselines.greedy:OptTs",
+    "eat-greedy": "aigc_policy.baselines.eat_greedy:EatGreedy",
+    "eat-greedy-ref": "aigc_policy.baselines.eat_greedy:EatGreedyReference",
+    "lower-bound": "aigc_policy.baselines.lower_bound:LowerBound",
+}
+_registered: dict[str, Factory] = {}
+
+
+class UnknownPolicy(ValueError):
+    """A policy name nobody registered."""
+
+
+def register(name: str, factory: Factory | str) -> None:
+    """Add a policy; `factory` is a callable or a lazy "module:attribute" string."""
+    if isinstance(factory, str):
+        BUILTIN[name] = factory
+    else:
+        _registered[name] = factory
+
+
+def names() -> list[str]:
+    return sorted({*BUILTIN, *_registered})
+
+
+def make(spec: str) -> Scheduler:
+    """Build a scheduler from "name" or "name:argument"."""
+    name, sep, arg = spec.strip().partition(":")
+    factory = _registered.get(name)
+    if factory is None and name in BUILTIN:
+        module, _, attr = BUILTIN[name].partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    if factory is None:
+        raise UnknownPolicy(f"unknown policy {name!r} (known: {', '.join(names())})")
+    return factory(arg) if sep else factory()
