@@ -210,7 +210,14 @@ install_prometheus() {
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >&2 || rc=$?
   [[ "${created}" == 1 ]] && rm -f "${policy}"
   [[ "${rc}" == 0 ]] || die "apt-get install prometheus failed (exit ${rc})"
-  # If some init system started it anyway, stop it: we run the binary ourselves.
+  # Not a system service: undo the package's "enabled at boot" and stop it if an init
+  # system started it anyway. We run /usr/bin/prometheus ourselves.
+  if command -v update-rc.d >/dev/null 2>&1; then
+    update-rc.d prometheus disable >/dev/null 2>&1 || true   # sysv links and the systemd unit
+  fi
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable prometheus.service >/dev/null 2>&1 || true
+  fi
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
     systemctl stop prometheus || true; systemctl disable prometheus >/dev/null 2>&1 || true
   fi

@@ -120,11 +120,17 @@ fail_with_log() { # name message
   die "$2"
 }
 
+EXIT_PORT_RACE=75
+
 wait_for() { # name timeout-seconds cmd... (cmd succeeds when ready)
   local name="$1" t="$2"; shift 2
   local deadline=$((SECONDS + t))
   until "$@" >/dev/null 2>&1; do
     if [[ -z "$(pid_of "${name}")" ]]; then
+      if grep -qi "address already in use" "${LOGS}/${name}.log" 2>/dev/null; then
+        log "${name}: its port was taken between choosing and binding it; retrying with new ports"
+        exit "${EXIT_PORT_RACE}"
+      fi
       fail_with_log "${name}" "${name} exited during startup"
     fi
     if ((SECONDS >= deadline)); then
@@ -527,7 +533,15 @@ cmd_kubeconfig_for() {
 }
 
 case "${CMD}" in
-  up) cmd_up ;;
+  up)
+    for attempt in 1 2 3; do
+      rc=0
+      (cmd_up) || rc=$?
+      [[ "${rc}" == "${EXIT_PORT_RACE}" && "${attempt}" -lt 3 ]] || break
+    done
+    [[ "${rc}" == 0 ]] || cmd_down >/dev/null 2>&1 || true
+    exit "${rc}"
+    ;;
   down) cmd_down ;;
   status) cmd_status ;;
   kubeconfig-for) cmd_kubeconfig_for ;;

@@ -269,7 +269,7 @@ class LocalCluster:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            out = (exc.stderr or b"")
+            out = exc.stderr or b""
             out = out.decode(errors="replace") if isinstance(out, bytes) else out
             raise ClusterError(f"{' '.join(cmd)} timed out after {exc.timeout}s:\n{out[-4000:]}") from None
         if proc.returncode != 0:
@@ -280,9 +280,16 @@ class LocalCluster:
         return proc
 
     # -- lifecycle --------------------------------------------------------------------------
-    def up(self) -> ClusterInfo:
-        """Start (or find running) the cluster; returns once nodes and Prometheus are ready."""
+    def up(self, build_missing: bool = False) -> ClusterInfo:
+        """Start (or find running) the cluster; returns once nodes and Prometheus are ready.
+
+        With ``build_missing`` the components are built first if needed (minutes, first time);
+        otherwise missing components raise :class:`ClusterError`.
+        """
         missing = missing_components()
+        if missing and build_missing:
+            build_components()
+            missing = missing_components()
         if missing:
             raise ClusterError(
                 f"components not built: {', '.join(missing)} (run hack/build-components.sh "
@@ -335,9 +342,7 @@ class LocalCluster:
     def _target_file_stem(job: str, host_port: str) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{job}--{host_port}")
 
-    def add_scrape_target(
-        self, job: str, host_port: str, labels: Mapping[str, str] | None = None
-    ) -> Path:
+    def add_scrape_target(self, job: str, host_port: str, labels: Mapping[str, str] | None = None) -> Path:
         """Make Prometheus scrape ``http://host_port/metrics`` as ``job`` (picked up within ~2 s).
 
         One file per (job, host_port) under ``DIR/targets``; ``labels`` become target labels.

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from aigc_operator.devcluster import ClusterInfo, LocalCluster, read_versions
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +56,9 @@ def test_apiserver_answers(local_cluster: ClusterInfo, local_cluster_handle: Loc
     assert version["gitVersion"] == read_versions()["KUBERNETES_VERSION"]
     assert local_cluster_handle.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
     # ValidatingAdmissionPolicy is served (GA since 1.30)
-    resources = local_cluster_handle.kubectl("api-resources", "--api-group=admissionregistration.k8s.io").stdout
+    resources = local_cluster_handle.kubectl(
+        "api-resources", "--api-group=admissionregistration.k8s.io"
+    ).stdout
     assert "validatingadmissionpolicies" in resources
 
 
@@ -123,7 +124,7 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
         if self.path.split("?")[0] != "/metrics":
             self.send_error(404)
             return
-        body = b"# TYPE aigc_e2e_probe gauge\naigc_e2e_probe{source=\"test\"} 42\n"
+        body = b'# TYPE aigc_e2e_probe gauge\naigc_e2e_probe{source="test"} 42\n'
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(body)))
@@ -163,7 +164,9 @@ def test_prometheus_scrapes_runtime_target(
         )
         assert result[0]["metric"]["instance"] == metrics_server
         assert result[0]["metric"]["node"] == "edge-0"
-        sample = _wait(lambda: _prom_query(local_cluster, f'aigc_e2e_probe{{job="{job}"}}'), 30, "probe sample")
+        sample = _wait(
+            lambda: _prom_query(local_cluster, f'aigc_e2e_probe{{job="{job}"}}'), 30, "probe sample"
+        )
         assert sample[0]["value"][1] == "42"
     finally:
         local_cluster_handle.remove_scrape_target(job)
@@ -186,11 +189,21 @@ def test_rbac_enforced_for_service_account(local_cluster_handle: LocalCluster, t
     # positive control: a Role + RoleBinding grants exactly that
     local_cluster_handle.kubectl("-n", ns, "create", "role", "pod-reader", "--verb=list", "--resource=pods")
     local_cluster_handle.kubectl(
-        "-n", ns, "create", "rolebinding", "nobody-reads", "--role=pod-reader", f"--serviceaccount={ns}:nobody"
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        "nobody-reads",
+        "--role=pod-reader",
+        f"--serviceaccount={ns}:nobody",
     )
     _wait(
-        lambda: local_cluster_handle.kubectl("-n", ns, "get", "pods", kubeconfig=kubeconfig, check=False).returncode
-        == 0,
+        lambda: (
+            local_cluster_handle.kubectl(
+                "-n", ns, "get", "pods", kubeconfig=kubeconfig, check=False
+            ).returncode
+            == 0
+        ),
         20,
         "RBAC grant to take effect",
     )
