@@ -293,9 +293,10 @@ def placement_patch(
     record: PlacementRecord,
     now: datetime,
     metrics_condition: tuple[str, str, str],
+    note: str = "",
 ) -> dict[str, Any]:
     """Place attempt `record.attempt`: claims cleared, phase Scheduled. `metrics_condition` is
-    (status, reason, message) of MetricsAvailable at decision time."""
+    (status, reason, message) of MetricsAvailable at decision time; `note` says why a new attempt."""
     status = status_of(body)
     created = parse_time(body["metadata"].get("creationTimestamp")) or now
     timings = dict(status.get("timings") or {})
@@ -305,6 +306,8 @@ def placement_patch(
     generation = _generation(body)
     mode = f"fallback ({record.fallback_reason})" if record.fallback_reason else f"policy {record.policy}"
     message = f"attempt {record.attempt} on {','.join(record.nodes)} with {record.steps} steps by {mode}"
+    if note:
+        message = f"{message}; {note}"
     conditions = cond.set_condition(
         status.get("conditions"),
         cond.SCHEDULED,

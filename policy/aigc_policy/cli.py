@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("aigc_policy.bench.command", "compare schedulers on a simulated workload"),
+    "operator": ("aigc_operator.command", "run the AIGCTask scheduling operator (kopf) against a cluster"),
 }
 
 

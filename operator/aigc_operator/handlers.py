@@ -1,0 +1,50 @@
+"""kopf wiring: watch events feed the stores, startup/cleanup run the background loops, a probe
+reports health. No handler patches objects, so kopf keeps no per-object state (no annotations,
+no finalizers) and every decision is re-derived from the API server after a restart."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from aigc_api import GROUP, PLURAL, VERSION
+
+from aigc_operator.runtime import Runtime
+
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)  # same credentials as the kubernetes client
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.scanning.disabled = True  # no CRD/namespace watching: less RBAC
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 30
+        runtime.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await runtime.stop()
+
+    # on.event (not on.create/on.resume): it covers creation, the initial listing after a
+    # restart and the workers' status updates, and it persists nothing on the object, so no
+    # extra PATCH per task races the resourceVersion-guarded placement.
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def task_event(event: dict[str, Any], **_: Any) -> None:
+        runtime.on_task_event(event)
+
+    @kopf.on.event("", "v1", "nodes", registry=registry)
+    async def node_event(event: dict[str, Any], **_: Any) -> None:
+        runtime.on_node_event(event)
+
+    @kopf.on.probe(id="scheduler", registry=registry)
+    def probe(**_: Any) -> dict[str, Any]:
+        return runtime.health()
+
+    return registry

@@ -1,0 +1,345 @@
+"""The single placement loop: review placed tasks, then drain the pending queue in batches.
+
+Every write is a resourceVersion-guarded status patch built by aigc_api.status, so a task is
+placed at most once per attempt: on 409 the task is re-read and decided again from the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from aigc_api import conditions as cond
+from aigc_api import status as st
+from aigc_api.catalog import ModelCatalog
+from aigc_api.clock import parse_time, utcnow
+from aigc_api.lease import WorkerStatus
+from aigc_api.spec import SpecError, parse_task_spec
+from aigc_policy.snapshot import PerfModel, TaskSpec
+
+from aigc_operator import lifecycle
+from aigc_operator.decide import Decision, decide_batch
+from aigc_operator.events import NORMAL, WARNING, EventRecorder
+from aigc_operator.gpu_metrics import MetricsReading
+from aigc_operator.kube import KubeApi, is_conflict, is_gone
+from aigc_operator.policy_loader import LoadedPolicy, PolicySet
+from aigc_operator.settings import OperatorSettings
+from aigc_operator.store import NodeStore, TaskStore
+from aigc_operator.telemetry import Telemetry
+from aigc_operator.view import MetricsHealth, build_node_states, metrics_health
+
+log = logging.getLogger(__name__)
+
+REASON_UNSCHEDULABLE = "Unschedulable"
+REASON_NO_NODES = "NoUsableNodes"
+REASON_POLICY_UNAVAILABLE = "PolicyUnavailable"
+UNSCHEDULABLE_RETRY_S = 10.0  # without a node or worker change, re-check unplaceable tasks this often
+
+
+@dataclass(frozen=True, slots=True)
+class Executors:
+    api: Executor  # blocking API calls, `api_concurrency` threads
+    decide: Executor  # one thread: policies need not be thread-safe
+
+
+class Placer:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        tasks: TaskStore,
+        nodes: NodeStore,
+        api: KubeApi,
+        executors: Executors,
+        telemetry: Telemetry,
+        events: EventRecorder,
+        policies: PolicySet,
+        perf: PerfModel,
+        catalog: ModelCatalog | None,
+    ) -> None:
+        self.settings = settings
+        self.tasks = tasks
+        self.nodes = nodes
+        self.api = api
+        self.executors = executors
+        self.telemetry = telemetry
+        self.events = events
+        self.policies = policies
+        self.perf = perf
+        self.catalog = catalog
+        self.workers: dict[str, WorkerStatus] = {}
+        self.reading: MetricsReading | None = None
+        self.last_fallback_reason: str | None = None
+        self._wake = asyncio.Event()
+        self._write_slots = asyncio.Semaphore(settings.api_concurrency)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.tick_s)
+            self._wake.clear()
+            try:
+                await self.review()
+                while await self.place_batch():
+                    pass
+            except Exception:
+                log.exception("placement loop iteration failed; retrying next tick")
+            self.telemetry.pending_tasks.set(self.tasks.pending_count)
+
+    # ------------------------------------------------------------------ review
+
+    async def review(self) -> None:
+        now = utcnow()
+        ttl = timedelta(seconds=self.settings.heartbeat_ttl_s)
+        timeout = timedelta(seconds=self.settings.claim_timeout_s)
+        failures = []
+        for key, body in self.tasks.due_for_review(now.timestamp()):
+            verdict = lifecycle.review(
+                body, now, self.nodes.is_usable, ttl, timeout, self.settings.max_attempts
+            )
+            if verdict.action == lifecycle.KEEP:
+                next_check = verdict.next_check.timestamp() if verdict.next_check else float("inf")
+                self.tasks.set_review(key, next_check)
+            elif verdict.action == lifecycle.REPLACE:
+                self.tasks.request_replacement(key, f"{verdict.reason}: {verdict.message}")
+                self.events.record(body, WARNING, verdict.reason, f"re-placing: {verdict.message}", now)
+            else:
+                failures.append(self._fail(key, body, verdict.reason, verdict.message))
+        if failures:
+            await asyncio.gather(*failures)
+
+    # ------------------------------------------------------------------ placement
+
+    async def place_batch(self) -> bool:
+        """One batch; True if it placed something and more tasks are pending."""
+        now = utcnow()
+        keys = self.tasks.take_pending(self.settings.batch_size, now.timestamp())
+        if not keys:
+            return False
+        specs: list[TaskSpec] = []
+        key_of: dict[str, str] = {}
+        rejected = []
+        for key in keys:
+            body = self.tasks.get(key)
+            if body is None or st.is_terminal(body):
+                self.tasks.done(key, placed=True)
+                continue
+            try:
+                spec = parse_task_spec(body)
+            except SpecError as exc:
+                rejected.append(self._fail(key, body, st.INVALID_SPEC, str(exc)))
+                continue
+            if self.catalog is not None and spec.model not in self.catalog:
+                known = ", ".join(self.catalog.names)
+                rejected.append(
+                    self._fail(
+                        key, body, st.UNKNOWN_MODEL, f"model {spec.model!r} is not in the catalog ({known})"
+                    )
+                )
+                continue
+            specs.append(spec)
+            key_of[spec.id] = key
+        if rejected:
+            await asyncio.gather(*rejected)
+        if not specs:
+            return self.tasks.has_takeable(now.timestamp())
+
+        usable = self.nodes.usable()
+        health = metrics_health(
+            (n.name for n in usable),
+            self.reading,
+            self.settings.prometheus_url is not None,
+            self.settings.metrics_ttl_s,
+            time.monotonic(),
+        )
+        node_states = build_node_states(
+            usable, self.workers, self.tasks.placed_loads(), health, now, self.settings.require_worker
+        )
+        policy, fallback_reason = self._choose_policy(health)
+        self.last_fallback_reason = fallback_reason
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(
+            self.executors.decide,
+            decide_batch,
+            policy.scheduler,
+            specs,
+            node_states,
+            self.perf,
+            now.timestamp(),
+        )
+        writes = [
+            self._write_placement(key_of[d.task.id], d, policy, fallback_reason, health)
+            for d in outcome.decisions
+        ]
+        reason, message = (
+            (REASON_UNSCHEDULABLE, "no GPU node class can run this model/size/gang combination")
+            if node_states
+            else (REASON_NO_NODES, "no Ready GPU node with a live worker")
+        )
+        writes += [self._write_unschedulable(key_of[t.id], reason, message) for t in outcome.unplaceable]
+        for task in outcome.waiting:
+            self.tasks.done(key_of[task.id], placed=False)
+        await asyncio.gather(*writes)
+        progressed = bool(outcome.decisions or outcome.unplaceable)
+        return progressed and self.tasks.has_takeable(utcnow().timestamp())
+
+    def _choose_policy(self, health: MetricsHealth) -> tuple[LoadedPolicy, str | None]:
+        if self.policies.primary is None:
+            return self.policies.fallback, REASON_POLICY_UNAVAILABLE
+        if not health.source_up or health.reason == "MetricsStale":
+            return self.policies.fallback, health.reason
+        return self.policies.primary, None
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        async with self._write_slots:
+            return await asyncio.get_running_loop().run_in_executor(self.executors.api, fn, *args)
+
+    async def _write_placement(
+        self,
+        key: str,
+        decision: Decision,
+        policy: LoadedPolicy,
+        fallback_reason: str | None,
+        health: MetricsHealth,
+    ) -> None:
+        body = self.tasks.get(key)
+        if body is None:
+            self.tasks.done(key, placed=True)
+            return
+        now = utcnow()
+        attempt = int(st.status_of(body).get("attempts") or 0) + 1
+        record = st.PlacementRecord(
+            attempt=attempt,
+            nodes=decision.nodes,
+            steps=decision.steps,
+            policy=policy.name,
+            policy_version=policy.version,
+            decision_time=now,
+            inputs_age_millis=round(decision.inputs_age_s * 1000),
+            estimated_service_millis=round(decision.service_s * 1000),
+            fallback_reason=fallback_reason,
+        )
+        stale = [n for n in decision.nodes if n in health.stale_nodes]
+        if not health.source_up:
+            metrics_condition = (cond.FALSE, health.reason, health.message)
+        elif stale:
+            metrics_condition = (cond.FALSE, "MetricsStale", f"stale node metrics: {','.join(stale)}")
+        else:
+            metrics_condition = (
+                cond.TRUE,
+                st.REASON_METRICS_FRESH,
+                f"oldest input {decision.inputs_age_s:.1f}s",
+            )
+        note = self.tasks.replacement_reason(key) or ""
+        patch = st.placement_patch(body, record, now, metrics_condition, note)
+        meta = body["metadata"]
+        try:
+            written = await self._call(self.api.patch_task_status, meta["namespace"], meta["name"], patch)
+        except Exception as exc:
+            await self._after_failed_write(key, exc, "placement")
+            return
+        self.tasks.done(key, placed=True)
+        self.tasks.observe(written)
+        self._count_placement(body, record, decision, policy, fallback_reason)
+        text = record_message(record)
+        if fallback_reason:
+            self.events.record(written, WARNING, "Fallback", f"{text} (fallback: {fallback_reason})", now)
+        else:
+            self.events.record(written, NORMAL, "Scheduled", text, now)
+
+    def _count_placement(
+        self,
+        body: dict[str, Any],
+        record: st.PlacementRecord,
+        decision: Decision,
+        policy: LoadedPolicy,
+        fallback: str | None,
+    ) -> None:
+        t = self.telemetry
+        t.schedule_attempts.labels(result="scheduled").inc()
+        t.policy_inference.labels(policy=policy.name).observe(decision.inference_s)
+        if fallback:
+            t.fallback_decisions.labels(reason=fallback).inc()
+        created = parse_time(body["metadata"].get("creationTimestamp"))
+        if record.attempt == 1 and created is not None:
+            result = "fallback" if fallback else "policy"
+            t.scheduling_duration.labels(result=result).observe(max(0.0, time.time() - created.timestamp()))
+
+    async def _write_unschedulable(self, key: str, reason: str, message: str) -> None:
+        body = self.tasks.get(key)
+        self.tasks.done(key, placed=False, defer_until=time.time() + UNSCHEDULABLE_RETRY_S)
+        self.telemetry.schedule_attempts.labels(result="unschedulable").inc()
+        if body is None:
+            return
+        now = utcnow()
+        patch = st.unschedulable_patch(body, reason, message, now)
+        if patch is None:
+            return
+        meta = body["metadata"]
+        try:
+            written = await self._call(self.api.patch_task_status, meta["namespace"], meta["name"], patch)
+        except Exception as exc:
+            await self._after_failed_write(key, exc, "unschedulable condition", release=False)
+            return
+        self.tasks.observe(written)
+        self.events.record(written, WARNING, "FailedScheduling", f"{reason}: {message}", now)
+
+    async def _fail(self, key: str, body: dict[str, Any], reason: str, message: str) -> None:
+        now = utcnow()
+        meta = body["metadata"]
+        try:
+            written = await self._call(
+                self.api.patch_task_status,
+                meta["namespace"],
+                meta["name"],
+                st.failed_patch(body, reason, message, now),
+            )
+        except Exception as exc:
+            await self._after_failed_write(key, exc, "failure")
+            return
+        self.tasks.done(key, placed=True)
+        self.tasks.observe(written)
+        self.telemetry.schedule_attempts.labels(result="failed").inc()
+        self.events.record(written, WARNING, "FailedScheduling", f"{reason}: {message}", now)
+
+    async def _after_failed_write(self, key: str, exc: Exception, what: str, release: bool = True) -> None:
+        """409: re-read and let the next round decide from the fresh object; 404: forget."""
+        if release:
+            # Drop the in-memory intent: the fresh object is reviewed or queued again as needed.
+            self.tasks.done(key, placed=True)
+        namespace, _, name = key.partition("/")
+        if is_gone(exc):
+            self.tasks.forget(key)
+            return
+        if is_conflict(exc):
+            self.telemetry.schedule_attempts.labels(result="conflict").inc()
+        else:
+            self.telemetry.schedule_attempts.labels(result="error").inc()
+            log.warning("writing %s for %s failed: %s", what, key, exc)
+        try:
+            fresh = await self._call(self.api.get_task, namespace, name)
+        except Exception as read_exc:
+            if is_gone(read_exc):
+                self.tasks.forget(key)
+            else:
+                # Unknown state: queue it again; the guarded write keeps a retry from double placing.
+                body = self.tasks.get(key)
+                if body is not None and st.parse_placement(body) is None:
+                    self.tasks.observe(body)
+            return
+        self.tasks.observe(fresh)
+        self.notify()
+
+
+def record_message(record: st.PlacementRecord) -> str:
+    return (
+        f"attempt {record.attempt} on {','.join(record.nodes)}, {record.steps} steps, policy {record.policy}"
+    )

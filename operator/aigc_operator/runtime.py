@@ -1,0 +1,178 @@
+"""Everything the operator process holds, and the background tasks it runs besides kopf's watches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aigc_api import status as st
+from aigc_api.catalog import ModelCatalog
+from aigc_api.clock import parse_time, utcnow
+from aigc_api.spec import task_id
+from aigc_policy.snapshot import PerfModel
+
+from aigc_operator.events import WARNING, EventRecorder
+from aigc_operator.gpu_metrics import PrometheusSampler
+from aigc_operator.kube import KubeApi
+from aigc_operator.placer import Executors, Placer
+from aigc_operator.policy_loader import PolicySet
+from aigc_operator.settings import OperatorSettings
+from aigc_operator.store import NodeStore, TaskStore
+from aigc_operator.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+EVENT_POSTERS = 2
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        policies: PolicySet,
+        perf: PerfModel,
+        catalog: ModelCatalog | None,
+        api: KubeApi,
+    ) -> None:
+        self.settings = settings
+        self.policies = policies
+        self.telemetry = Telemetry()
+        self.tasks = TaskStore()
+        self.nodes = NodeStore(settings.gpu_label_pair, settings.gpu_class_label)
+        self.api = api
+        self.executors = Executors(
+            api=ThreadPoolExecutor(settings.api_concurrency, thread_name_prefix="aigc-api"),
+            decide=ThreadPoolExecutor(1, thread_name_prefix="aigc-decide"),
+        )
+        self.events = EventRecorder(self._post_event, self.executors.api)
+        self.placer = Placer(
+            settings,
+            self.tasks,
+            self.nodes,
+            api,
+            self.executors,
+            self.telemetry,
+            self.events,
+            policies,
+            perf,
+            catalog,
+        )
+        self.sampler = (
+            PrometheusSampler(settings.prometheus_url, settings.prometheus_timeout_s)
+            if settings.prometheus_url
+            else None
+        )
+        self._background: list[asyncio.Task[None]] = []
+
+    def _post_event(self, *args: Any) -> None:
+        if self.settings.events:
+            self.api.post_event(*args)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.telemetry.serve(self.settings.metrics_port)
+        self.telemetry.metrics_source_up.set(0)
+        loops = [self.placer.run(), self._poll_workers()]
+        loops += [self.events.run() for _ in range(EVENT_POSTERS)]
+        if self.sampler is not None:
+            loops.append(self._poll_metrics())
+        self._background = [asyncio.create_task(coro) for coro in loops]
+        if self.policies.error and self.settings.pod is not None:
+            self.events.record(self.settings.pod, WARNING, "PolicyUnavailable", self.policies.error, utcnow())
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self.executors.api.shutdown(wait=False, cancel_futures=True)
+        self.executors.decide.shutdown(wait=False, cancel_futures=True)
+
+    async def _poll_workers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                workers = await loop.run_in_executor(
+                    self.executors.api, self.api.worker_statuses, self.settings.namespace
+                )
+            except Exception as exc:
+                log.warning("reading worker Leases failed: %s", exc)
+            else:
+                alive_before = {n for n, w in self.placer.workers.items() if w.alive(utcnow())}
+                self.placer.workers = workers
+                if {n for n, w in workers.items() if w.alive(utcnow())} != alive_before:
+                    self.tasks.clear_deferrals()
+                    self.placer.notify()
+            await asyncio.sleep(self.settings.lease_poll_s)
+
+    async def _poll_metrics(self) -> None:
+        assert self.sampler is not None
+        while True:
+            reading = await asyncio.to_thread(self.sampler.sample)
+            self.placer.reading = reading
+            self.telemetry.metrics_source_up.set(1 if reading.up else 0)
+            for node, sample in reading.nodes.items():
+                self.telemetry.node_metrics_age.labels(node=node).set(sample.age_s)
+            if not reading.up:
+                log.warning("Prometheus sample failed: %s", reading.error)
+            await asyncio.sleep(self.settings.metrics_poll_s)
+
+    # ------------------------------------------------------------------ watch events
+
+    def on_task_event(self, event: dict[str, Any]) -> None:
+        body = event.get("object")
+        if not body:
+            return
+        key = task_id(body)
+        if event.get("type") == "DELETED":
+            self.tasks.forget(key)
+            return
+        previous = self.tasks.get(key)
+        if not self.tasks.observe(body):
+            return
+        if previous is not None and not st.is_terminal(previous) and st.is_terminal(body):
+            self._observe_e2e(body)
+        if not st.is_terminal(body):
+            self.placer.notify()
+
+    def _observe_e2e(self, body: dict[str, Any]) -> None:
+        created = parse_time(body["metadata"].get("creationTimestamp"))
+        finished = parse_time((st.status_of(body).get("timings") or {}).get("finishedTime"))
+        if created and finished:
+            self.telemetry.task_e2e.labels(
+                model=body["spec"].get("model", ""), phase=st.phase_of(body)
+            ).observe(max(0.0, (finished - created).total_seconds()))
+
+    def on_node_event(self, event: dict[str, Any]) -> None:
+        body = event.get("object")
+        if not body:
+            return
+        name = body["metadata"]["name"]
+        before = self.nodes.is_usable(name)
+        self.nodes.observe(body, deleted=event.get("type") == "DELETED")
+        if self.nodes.is_usable(name) != before:
+            self.tasks.review_all_now()
+            self.tasks.clear_deferrals()
+            self.placer.notify()
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        reading = self.placer.reading
+        return {
+            "queueDepth": self.tasks.pending_count,
+            "tasksKnown": len(self.tasks),
+            "policy": self.policies.status(),
+            "fallbackActive": self.placer.last_fallback_reason,
+            "metricsSource": {
+                "configured": self.sampler is not None,
+                "up": None if reading is None else reading.up,
+                "ageSeconds": None if reading is None else round(time.monotonic() - reading.taken_at, 3),
+                "error": None if reading is None else reading.error,
+            },
+            "workersAlive": sum(1 for w in self.placer.workers.values() if w.alive(utcnow())),
+            "eventsDropped": self.events.dropped,
+        }
