@@ -256,6 +256,9 @@ class LocalCluster:
         self.timeout = timeout
         self._info: ClusterInfo | None = None
 
+    #: ``LocalCluster.component_bin("kubectl")`` -- same as the module-level function.
+    component_bin = staticmethod(component_bin)
+
     # -- shell ------------------------------------------------------------------------------
     def _run(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         cmd = ["bash", str(hack_dir() / "localcluster.sh"), *args, "--dir", str(self.dir)]
