@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aigc_policy.quality import QualityCurve
 
 Resolution = tuple[int, int]
+_UNKNOWN = -1.0  # cache miss marker (never a valid time)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ class TablePerfModel:
     _quality: dict[tuple[str, int], float] = field(default_factory=dict, repr=False)
 
     def step_seconds(self, gpu_class: str, model: str, width: int, height: int, k: int) -> float:
-        seconds = self._lookup_step(gpu_class, model, width, height, k)
+        seconds = self._steps.get((gpu_class, model, width, height, k), _UNKNOWN)
+        if seconds is _UNKNOWN:
+            seconds = self._lookup_step(gpu_class, model, width, height, k)
         if seconds is None:
             raise KeyError(f"class {gpu_class} cannot run {model} at {width}x{height} with k={k}")
         return seconds
@@ -65,7 +68,10 @@ class TablePerfModel:
         return self.classes[gpu_class].vram_gb
 
     def supports(self, gpu_class: str, model: str, width: int, height: int, k: int) -> bool:
-        return self._lookup_step(gpu_class, model, width, height, k) is not None
+        seconds = self._steps.get((gpu_class, model, width, height, k), _UNKNOWN)
+        if seconds is _UNKNOWN:
+            seconds = self._lookup_step(gpu_class, model, width, height, k)
+        return seconds is not None
 
     def link_mbps(self, gpu_class: str) -> float | None:
         return self.classes[gpu_class].link_mbps

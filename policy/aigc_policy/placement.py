@@ -101,7 +101,7 @@ def node_can_run(snapshot: ClusterSnapshot, node: NodeState, task: TaskSpec, k: 
 def is_warm(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...]) -> bool:
     members = [snapshot.nodes[i] for i in nodes]
     if snapshot.perf.reuse == "exact-group":
-        group = tuple(sorted(n.name for n in members))
+        group = (members[0].name,) if len(members) == 1 else tuple(sorted(n.name for n in members))
         return all(any(r.model == task.model and r.group == group for r in n.resident) for n in members)
     return all(any(r.model == task.model for r in n.resident) for n in members)
 
@@ -111,8 +111,11 @@ def estimate(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...], 
     perf = snapshot.perf
     k = len(nodes)
     members = [snapshot.nodes[i] for i in nodes]
-    start = max(snapshot.now, max(n.free_at for n in members))
-    step_s = max(step_time(perf, task, n.gpu_class, k) for n in members)
+    start, step_s = snapshot.now, 0.0
+    for n in members:  # a plain loop: this runs on every decision of every policy
+        start = n.free_at if n.free_at > start else start
+        s = step_time(perf, task, n.gpu_class, k)
+        step_s = s if s > step_s else step_s
     cold = not is_warm(snapshot, task, nodes)
     load_s = max(perf.load_seconds(n.gpu_class, task.model, k) for n in members) if cold else 0.0
     transfer_s = transfer_seconds(snapshot, task, members)

@@ -31,10 +31,14 @@ class RandomScheduler:
         rng = self.rng
         index = rng.randrange(len(snap.queue))
         task = snap.queue[index]
-        k = rng.choice(allowed_gang_sizes(snap, task))
-        eligible = [i for i, n in enumerate(snap.nodes) if node_can_run(snap, n, task, k)]
-        if len(eligible) < k:
+        feasible = []
+        for k in allowed_gang_sizes(snap, task):
+            eligible = [i for i, n in enumerate(snap.nodes) if node_can_run(snap, n, task, k)]
+            if len(eligible) >= k:
+                feasible.append((k, eligible))
+        if not feasible:
             return None
+        k, eligible = rng.choice(feasible)
         gang = complete_gang(snap, task, k, rng.choice(eligible))
         if gang is None:
             return None

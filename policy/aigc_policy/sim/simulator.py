@@ -47,6 +47,8 @@ class StepResult:
     elapsed_s: float  # simulated time since the previous decision
     done: bool
     task_id: str | None = None
+    nodes: tuple[int, ...] = ()  # the gang, also when the simulator forced the placement
+    steps: int = 0
     wait_s: float = 0.0
     service_s: float = 0.0
     response_s: float = 0.0
@@ -132,7 +134,9 @@ class Simulator:
                 return self._result(None, None, True)
         task, est = self._apply(placement)
         self._settle()
-        return self._result(task, est, forced)
+        result = self._result(task, est, forced)
+        result.nodes, result.steps = placement.nodes, placement.steps
+        return result
 
     # ----- placement -------------------------------------------------------------------
     def _apply(self, p: Placement) -> tuple[TaskSpec, Estimate]:
@@ -244,12 +248,11 @@ class Simulator:
         heapq.heappush(self.events, (at, self._seq, kind, payload))
 
     def _next_time(self) -> float | None:
-        candidates = []
-        if self._next is not None:
-            candidates.append(max(self._next.arrival_s, self.now))
-        if self.events:
-            candidates.append(self.events[0][0])
-        return min(candidates) if candidates else None
+        arrival = None if self._next is None else max(self._next.arrival_s, self.now)
+        if not self.events:
+            return arrival
+        event = self.events[0][0]
+        return event if arrival is None or event < arrival else arrival
 
     def _advance(self) -> None:
         """Jump to the next event time and process everything due then."""

@@ -1,0 +1,1 @@
+"""`aigc-edge bench`: compare schedulers on identical simulated workloads."""
