@@ -23,7 +23,7 @@ class OperatorSettings:
     prometheus_timeout_s: float = 2.0
     metrics_poll_s: float = 5.0
     metrics_ttl_s: float = 120.0
-    metrics_port: int = 9090
+    metrics_port: int = 9100
     liveness: str | None = "http://0.0.0.0:8080/healthz"
     max_attempts: int = 3
     heartbeat_ttl_s: float = 30.0

@@ -1,0 +1,246 @@
+"""The placement loop against an in-memory API: guarded writes, fallback, failures, re-placement."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aigc_api import conditions as cond
+from aigc_api import status as st
+from aigc_api.catalog import load_catalog
+from aigc_api.clock import format_time, utcnow
+from aigc_operator.events import EventRecorder
+from aigc_operator.gpu_metrics import MetricsReading, NodeSample
+from aigc_operator.placer import Executors, Placer
+from aigc_operator.policy_loader import load_policies
+from aigc_operator.settings import OperatorSettings
+from aigc_operator.store import NodeStore, TaskStore
+from aigc_operator.telemetry import Telemetry
+from aigc_policy.scenario import load_scenario
+from operator_fakes import FakeApi, make_node, make_task
+
+REPO = Path(__file__).resolve().parents[2]
+PERF = load_scenario(str(REPO / "manifests" / "perf-profile.yaml")).perf
+CATALOG = load_catalog(REPO / "manifests" / "model-catalog.yaml")
+
+
+def make_placer(api: FakeApi, policy: str = "eft", prometheus: bool = True, **overrides: object) -> Placer:
+    options: dict[str, object] = {"require_worker": False, "metrics_port": 0, **overrides}
+    settings = OperatorSettings(
+        policy=policy, prometheus_url="http://prometheus:9090" if prometheus else None, **options
+    )
+    executors = Executors(api=ThreadPoolExecutor(2), decide=ThreadPoolExecutor(1))
+    nodes = NodeStore(settings.gpu_label_pair, settings.gpu_class_label)
+    for name, cls in (("edge-0", "a100"), ("edge-1", "l4"), ("edge-2", "jetson-orin")):
+        nodes.observe(make_node(name, cls))
+    placer = Placer(
+        settings,
+        TaskStore(),
+        nodes,
+        api,  # type: ignore[arg-type]
+        executors,
+        Telemetry(),
+        EventRecorder(api.post_event, executors.api),
+        load_policies(policy, "eft"),
+        PERF,
+        CATALOG,
+    )
+    placer.reading = MetricsReading(
+        up=True,
+        taken_at=time.monotonic(),
+        nodes={n: NodeSample(age_s=3.0) for n in ("edge-0", "edge-1", "edge-2")},
+    )
+    return placer
+
+
+def submit(api: FakeApi, placer: Placer, body: dict) -> str:
+    placer.tasks.observe(api.add(body))
+    return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+
+
+def run(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(coro)
+
+
+def counter(placer: Placer, name: str, **labels: str) -> float:
+    return placer.telemetry.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_places_each_task_once_with_policy_record() -> None:
+    api = FakeApi()
+    placer = make_placer(api)
+    keys = [submit(api, placer, make_task(f"t{i}", model="sd-turbo", steps=4)) for i in range(5)]
+    while run(placer.place_batch()):
+        pass
+    for key in keys:
+        body = api.objects[key]
+        placement = st.parse_placement(body)
+        assert placement is not None and placement.attempt == 1 and placement.policy == "eft"
+        assert placement.fallback_reason is None and placement.inputs_age_millis >= 3000
+        assert cond.condition_is(body["status"]["conditions"], cond.METRICS_AVAILABLE, cond.TRUE)
+    assert len(api.patches) == 5 and placer.tasks.pending_count == 0
+    assert counter(placer, "aigc_scheduler_schedule_attempts_total", result="scheduled") == 5
+
+
+def test_shadow_load_spreads_a_burst() -> None:
+    api = FakeApi()
+    placer = make_placer(api)
+    for i in range(12):
+        submit(api, placer, make_task(f"t{i}", model="sd15", steps=50))
+    run(placer.place_batch())
+    used = {st.parse_placement(b).nodes for b in api.objects.values()}
+    assert len({n for gang in used for n in gang}) >= 2
+
+
+def test_conflict_rereads_and_never_double_places() -> None:
+    api = FakeApi()
+    placer = make_placer(api)
+    key = submit(api, placer, make_task("t0"))
+    api.conflict_next.add(key)
+    run(placer.place_batch())
+    assert api.patches == [] and placer.tasks.is_pending(key)
+    assert counter(placer, "aigc_scheduler_schedule_attempts_total", result="conflict") == 1
+    run(placer.place_batch())
+    assert [k for k, _ in api.patches] == [key]
+    assert st.parse_placement(api.objects[key]).attempt == 1
+    # A stale copy of the task (older resourceVersion) cannot be placed again.
+    stale = make_task("t0")
+    stale["metadata"]["resourceVersion"] = "1"
+    assert not placer.tasks.observe(stale)
+
+
+def test_unknown_model_fails_fast() -> None:
+    api = FakeApi()
+    placer = make_placer(api)
+    key = submit(api, placer, make_task("t0", model="no-such-model"))
+    run(placer.place_batch())
+    body = api.objects[key]
+    assert st.phase_of(body) == st.FAILED and body["status"]["failure"]["reason"] == st.UNKNOWN_MODEL
+
+
+def test_prometheus_down_falls_back_and_says_so() -> None:
+    api = FakeApi()
+    placer = make_placer(api)
+    placer.reading = MetricsReading(up=False, taken_at=time.monotonic(), error="ConnectionError: refused")
+    key = submit(api, placer, make_task("t0"))
+    run(placer.place_batch())
+    body = api.objects[key]
+    assert st.parse_placement(body).fallback_reason == "PrometheusUnavailable"
+    metrics = cond.find_condition(body["status"]["conditions"], cond.METRICS_AVAILABLE)
+    assert metrics["status"] == cond.FALSE and metrics["reason"] == "PrometheusUnavailable"
+    assert counter(placer, "aigc_scheduler_fallback_decisions_total", reason="PrometheusUnavailable") == 1
+
+
+def test_stale_everywhere_falls_back_stale_node_is_flagged() -> None:
+    api = FakeApi()
+    placer = make_placer(api)
+    placer.reading = MetricsReading(
+        up=True, taken_at=time.monotonic(), nodes={"edge-0": NodeSample(age_s=600)}
+    )
+    submit(api, placer, make_task("t0"))
+    run(placer.place_batch())
+    body = next(iter(api.objects.values()))
+    assert st.parse_placement(body).fallback_reason == "MetricsStale"
+    placer.reading = MetricsReading(
+        up=True,
+        taken_at=time.monotonic(),
+        nodes={"edge-0": NodeSample(age_s=600), "edge-1": NodeSample(age_s=1)},
+    )
+    key = submit(api, placer, make_task("t1", model="sdxl", width=1024, height=1024, steps=20, gangSizes=[1]))
+    run(placer.place_batch())
+    body = api.objects[key]
+    placement = st.parse_placement(body)
+    assert placement.fallback_reason is None
+    metrics = cond.find_condition(body["status"]["conditions"], cond.METRICS_AVAILABLE)
+    assert (metrics["status"] == cond.FALSE) == ("edge-0" in placement.nodes)
+
+
+def test_missing_policy_uses_fallback() -> None:
+    api = FakeApi()
+    placer = make_placer(api, policy="eat:/nonexistent/policy.onnx")
+    assert placer.policies.primary is None and placer.policies.error
+    key = submit(api, placer, make_task("t0"))
+    run(placer.place_batch())
+    assert st.parse_placement(api.objects[key]).fallback_reason == "PolicyUnavailable"
+
+
+def test_unplaceable_task_does_not_block_the_queue() -> None:
+    api = FakeApi()
+    placer = make_placer(api, batch_size=1)
+    blocked = submit(
+        api, placer, make_task("a-big", model="sdxl", width=1024, height=1024, steps=20, gangSizes=[8])
+    )
+    ok = submit(api, placer, make_task("b-ok", created="2026-01-02T03:04:06Z"))
+    while run(placer.place_batch()):
+        pass
+    assert st.parse_placement(api.objects[ok]) is not None
+    blocked_body = api.objects[blocked]
+    assert (
+        cond.find_condition(blocked_body["status"]["conditions"], cond.SCHEDULED)["reason"] == "Unschedulable"
+    )
+    assert placer.tasks.is_pending(blocked)
+
+
+def _claim(api: FakeApi, key: str, rank: int, when: str | None = None) -> None:
+    body = api.objects[key]
+    patch = st.claim_patch(
+        body, attempt=st.parse_placement(body).attempt, rank=rank, holder=f"w{rank}", now=utcnow()
+    )
+    if when:
+        patch["status"]["claims"][-1]["heartbeatTime"] = when
+    api.patch_task_status(*key.split("/"), patch)
+
+
+def test_expired_claim_is_replaced_then_fails_after_max_attempts() -> None:
+    api = FakeApi()
+    placer = make_placer(api, max_attempts=2, heartbeat_ttl_s=30.0)
+    key = submit(api, placer, make_task("t0"))
+    run(placer.place_batch())
+    old = format_time(utcnow() - timedelta(seconds=120))
+    _claim(api, key, 0, old)
+    placer.tasks.observe(api.get_task("ns", "t0"))
+    run(placer.review())
+    assert placer.tasks.replacement_reason(key).startswith(st.CLAIM_EXPIRED)
+    run(placer.place_batch())
+    body = api.objects[key]
+    assert st.parse_placement(body).attempt == 2 and body["status"]["claims"] == []
+    assert "ClaimExpired" in cond.find_condition(body["status"]["conditions"], cond.SCHEDULED)["message"]
+    _claim(api, key, 0, old)
+    placer.tasks.observe(api.get_task("ns", "t0"))
+    run(placer.review())
+    body = api.objects[key]
+    assert st.phase_of(body) == st.FAILED and body["status"]["failure"]["reason"] == st.MAX_ATTEMPTS_EXCEEDED
+
+
+def test_lost_node_replaces_and_worker_failure_is_honoured() -> None:
+    api = FakeApi()
+    placer = make_placer(api)
+    key = submit(api, placer, make_task("t0"))
+    run(placer.place_batch())
+    first = st.parse_placement(api.objects[key]).nodes
+    placer.nodes.observe(make_node(first[0], "a100" if first[0] == "edge-0" else "l4", ready=False))
+    placer.tasks.review_all_now()
+    run(placer.review())
+    run(placer.place_batch())
+    second = st.parse_placement(api.objects[key])
+    assert second.attempt == 2 and first[0] not in second.nodes
+    body = api.objects[key]
+    fail = st.attempt_failed_patch(
+        body, attempt=2, reason="BadPrompt", message="nsfw", now=utcnow(), retryable=False
+    )
+    placer.tasks.observe(api.patch_task_status("ns", "t0", fail))
+    run(placer.review())
+    assert st.phase_of(api.objects[key]) == st.FAILED
+
+
+@pytest.mark.parametrize("require_worker", [True, False])
+def test_require_worker(require_worker: bool) -> None:
+    api = FakeApi()
+    placer = make_placer(api, require_worker=require_worker)
+    key = submit(api, placer, make_task("t0"))
+    run(placer.place_batch())
+    assert (st.parse_placement(api.objects[key]) is None) == require_worker

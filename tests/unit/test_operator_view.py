@@ -1,0 +1,157 @@
+"""Node view, metrics health, lifecycle reviews, store ordering and the Prometheus reader."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aigc_api import status as st
+from aigc_api.lease import WorkerStatus
+from aigc_operator import lifecycle
+from aigc_operator.gpu_metrics import QUERIES, MetricsReading, NodeSample, PrometheusSampler
+from aigc_operator.store import NodeStore, PlacedLoad, TaskStore
+from aigc_operator.view import MISSING_AGE_FACTOR, build_node_states, metrics_health
+from aigc_policy.snapshot import Resident
+from operator_fakes import make_node, make_task, utc
+
+NOW = utc(2026, 1, 2, 3, 4, 5)
+
+
+def nodes() -> NodeStore:
+    store = NodeStore(("aigc.edge.io/gpu-node", "true"), "aigc.edge.io/gpu-class")
+    store.observe(make_node("edge-0", "a100"))
+    store.observe(make_node("edge-1", "l4"))
+    store.observe(make_node("edge-2", "l4", ready=False))
+    plain = make_node("cpu-0", "")
+    plain["metadata"]["labels"] = {}
+    store.observe(plain)
+    return store
+
+
+def test_node_store_selects_ready_gpu_nodes() -> None:
+    store = nodes()
+    assert [n.name for n in store.usable()] == ["edge-0", "edge-1"]
+    assert not store.is_usable("edge-2") and not store.is_usable("cpu-0")
+    store.observe(make_node("edge-1", "l4"), deleted=True)
+    assert [n.name for n in store.usable()] == ["edge-0"]
+
+
+def test_metrics_health_cases() -> None:
+    names = ["edge-0", "edge-1"]
+    assert metrics_health(names, None, False, 120, 0).reason == "MetricsNotConfigured"
+    down = metrics_health(names, MetricsReading(up=False, taken_at=0, error="refused"), True, 120, 0)
+    assert not down.source_up and down.node_ages["edge-0"] == MISSING_AGE_FACTOR * 120
+    reading = MetricsReading(up=True, taken_at=100.0, nodes={"edge-0": NodeSample(age_s=10)})
+    fresh = metrics_health(names, reading, True, 120, 105.0)
+    assert fresh.reason == "MetricsFresh" and fresh.node_ages["edge-0"] == 15.0
+    assert fresh.stale_nodes == frozenset({"edge-1"})
+    stale = metrics_health(names, reading, True, 120, 300.0)
+    assert stale.reason == "MetricsStale"
+
+
+def test_shadow_load_and_worker_reports() -> None:
+    health = metrics_health(["edge-0", "edge-1"], MetricsReading(up=True, taken_at=0, nodes={}), True, 120, 0)
+    worker = WorkerStatus(
+        node="edge-0",
+        holder="w",
+        address="",
+        renew_time=NOW - timedelta(seconds=5),
+        resident=(Resident("sd15", ("edge-0",)),),
+        free_at=NOW + timedelta(seconds=10),
+    )
+    reported = NOW.timestamp() - 5
+    loads = [
+        PlacedLoad(("edge-0",), 2.0, reported - 10, frozenset({0})),  # claimed before the report: in free_at
+        PlacedLoad(("edge-0",), 3.0, reported - 10, frozenset()),  # not claimed yet: shadow
+        PlacedLoad(("edge-0", "edge-1"), 4.0, reported + 1, frozenset({0, 1})),  # placed after the report
+    ]
+    states = {
+        s.name: s for s in build_node_states(nodes().usable(), {"edge-0": worker}, loads, health, NOW, False)
+    }
+    assert states["edge-0"].free_at == NOW.timestamp() + 10 + 3 + 4
+    assert states["edge-0"].inflight == 3 and states["edge-0"].resident == [Resident("sd15", ("edge-0",))]
+    assert states["edge-1"].free_at == NOW.timestamp() + 4  # no report: everything placed counts
+    only_workers = build_node_states(nodes().usable(), {"edge-0": worker}, [], health, NOW, True)
+    assert [s.name for s in only_workers] == ["edge-0"]
+    dead = WorkerStatus(node="edge-0", holder="w", address="", renew_time=NOW - timedelta(minutes=5))
+    assert build_node_states(nodes().usable(), {"edge-0": dead}, [], health, NOW, True) == []
+
+
+def placed(attempt: int = 1, nodes: tuple[str, ...] = ("edge-0",)) -> dict:
+    body = make_task("t")
+    record = st.PlacementRecord(attempt, nodes, 20, "eft", "v", NOW, 0, 1000)
+    patch = st.placement_patch(body, record, NOW, ("True", "MetricsFresh", ""))
+    body["status"] = patch["status"]
+    return body
+
+
+def review(body: dict, now=NOW, usable=lambda n: True, max_attempts: int = 3) -> lifecycle.Review:  # noqa: ANN001
+    return lifecycle.review(body, now, usable, timedelta(seconds=30), timedelta(seconds=60), max_attempts)
+
+
+def test_lifecycle_reviews() -> None:
+    body = placed()
+    keep = review(body)
+    assert keep.action == lifecycle.KEEP and keep.next_check == NOW + timedelta(seconds=60)
+    assert review(body, now=NOW + timedelta(seconds=61)).reason == st.CLAIM_TIMEOUT
+    assert review(body, usable=lambda n: False).reason == st.NODE_LOST
+    last = placed(attempt=3)
+    verdict = review(last, usable=lambda n: False)
+    assert verdict.action == lifecycle.FAIL and verdict.reason == st.MAX_ATTEMPTS_EXCEEDED
+    body["status"]["failure"] = {
+        "attempt": 1,
+        "reason": st.OUT_OF_MEMORY,
+        "message": "oom",
+        "retryable": True,
+    }
+    assert review(body).action == lifecycle.REPLACE
+    body["status"]["failure"]["retryable"] = False
+    assert review(body) == lifecycle.Review(lifecycle.FAIL, st.OUT_OF_MEMORY, "attempt 1: oom")
+    body["status"]["phase"] = st.SUCCEEDED
+    assert review(body).action == lifecycle.KEEP
+
+
+def test_task_store_queue_order_and_reviews() -> None:
+    store = TaskStore()
+    late = make_task("late", created="2026-01-02T03:04:09Z")
+    early = make_task("early", created="2026-01-02T03:04:01Z")
+    store.observe(late)
+    store.observe(early)
+    assert store.take_pending(1, now=0) == ["ns/early"]
+    assert store.take_pending(5, now=0) == ["ns/late"]  # early is taken (write in flight)
+    store.done("ns/early", placed=False, defer_until=50.0)
+    store.done("ns/late", placed=False)
+    assert store.take_pending(5, now=10) == ["ns/late"]
+    store.done("ns/late", placed=False)
+    assert sorted(store.take_pending(5, now=60)) == ["ns/early", "ns/late"]
+    store.done("ns/early", placed=True)
+    assert not store.is_pending("ns/early")
+    body = placed()
+    body["metadata"]["resourceVersion"] = "999999"
+    store.observe(body)
+    assert not store.is_pending("ns/t") and [k for k, _ in store.due_for_review(0)] == ["ns/t"]
+    store.set_review("ns/t", 100.0)
+    assert store.due_for_review(50.0) == []
+    assert [load.nodes for load in store.placed_loads()] == [("edge-0",)]
+
+
+def test_prometheus_reader_normalises_hostname_labels(monkeypatch) -> None:  # noqa: ANN001
+    answers = {
+        QUERIES["age_s"]: [
+            {"metric": {"node": "edge-0"}, "value": [0, "12.5"]},
+            {"metric": {}, "value": [0, "1"]},
+        ],
+        QUERIES["util_pct"]: [{"metric": {"node": "edge-0"}, "value": [0, "87"]}],
+        QUERIES["fb_free_mib"]: [{"metric": {"node": "edge-0"}, "value": [0, "1024"]}],
+        QUERIES["fb_used_mib"]: [],
+    }
+    sampler = PrometheusSampler("http://127.0.0.1:1", timeout_s=0.2)
+    monkeypatch.setattr(sampler._client, "custom_query", lambda q: answers[q])
+    reading = sampler.sample()
+    assert reading.up and reading.nodes == {"edge-0": NodeSample(12.5, 87.0, 1024.0, None)}
+    assert (
+        "label_replace" in QUERIES["age_s"]
+        and '"Hostname"' in QUERIES["age_s"]
+        and '"hostname"' in QUERIES["age_s"]
+    )
+    down = PrometheusSampler("http://127.0.0.1:1", timeout_s=0.2).sample()
+    assert not down.up and down.error
