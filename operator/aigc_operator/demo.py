@@ -1,0 +1,306 @@
+"""`aigc-edge demo`: the whole system end to end on a real local control plane.
+
+Starts kube-apiserver + etcd + kwok fake GPU nodes + Prometheus (hack/localcluster.sh), installs
+the CRD and RBAC from manifests/, runs the operator and one worker per fake node as ordinary
+processes (each with its own service-account token, CPU and tiny generated models registered
+under the catalog names the examples use), submits a burst of AIGCTasks built from
+manifests/examples with kubectl, waits for them and prints one row per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from aigc_operator import devcluster
+from aigc_operator.devcluster import ClusterInfo, LocalCluster
+
+NAMESPACE = "aigc-system"
+TASK_NAMESPACE = "default"
+TERMINAL = ("Succeeded", "Failed")
+# Catalog names of the examples, served by tiny random pipelines of the same kind.
+DEMO_MODELS = {"sd-turbo": "sd-turbo", "sd15": "sd15", "sdxl": "sdxl"}
+TINY_MODELS_VERSION = "1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--nodes", type=int, default=4, help="fake GPU nodes (default: %(default)s)")
+    parser.add_argument("--tasks", type=int, default=12, help="AIGCTasks in the burst (default: %(default)s)")
+    parser.add_argument("--policy", default="eat", help="operator policy (default: the shipped EAT ONNX policy)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the burst")
+    parser.add_argument("--dir", type=Path, default=None, help="state directory (default: a temporary one)")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster, operator and workers running")
+    parser.add_argument("--stop", type=Path, metavar="DIR", help="stop what a --keep run left in DIR, then exit")
+
+
+@dataclass(slots=True)
+class TaskRow:
+    name: str
+    model: str
+    phase: str
+    nodes: str
+    gang: int
+    steps: int
+    wait_s: float | None
+    run_s: float | None
+    deadline_met: str
+    result: str
+
+
+def run(args: argparse.Namespace) -> int:
+    from aigc_policy.cli import UsageError
+
+    if not 1 <= args.nodes <= 16:
+        raise UsageError("--nodes must be between 1 and 16 for the demo")
+    if args.tasks < 1:
+        raise UsageError("--tasks must be at least 1")
+    if args.stop:
+        _stop_kept(args.stop)
+        return 0
+    state = args.dir or Path(tempfile.mkdtemp(prefix="aigc-demo-"))
+    state.mkdir(parents=True, exist_ok=True)
+    cluster = LocalCluster(state / "cluster", nodes=args.nodes)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        _say(1, "starting the local control plane (first run builds its components: several minutes)")
+        info = cluster.up(build_missing=True)
+        _say(2, "installing the CRD, namespace and RBAC from manifests/")
+        _apply_manifests(info)
+        _say(3, "generating tiny Stable Diffusion pipelines (cached after the first run)")
+        catalog = _tiny_catalog(state)
+        _say(4, f"starting the operator (policy {args.policy}) and {args.nodes} workers")
+        processes += _start_operator(cluster, info, state, catalog, args.policy)
+        processes += _start_workers(cluster, info, state, catalog, args.nodes)
+        _say(5, f"submitting {args.tasks} AIGCTasks built from manifests/examples with kubectl")
+        names = _submit_burst(info, args.tasks)
+        rows = _wait_for(info, names, args.timeout)
+        _say(6, "results")
+        print(_table(rows))
+        print(f"\nimages: {state / 'results'}\nlogs:   {state / 'logs'}")
+        failed = [r for r in rows if r.phase != "Succeeded"]
+        if args.keep:
+            (state / "pids.json").write_text(json.dumps([p.pid for p in processes]))
+            print(f"\nstill running (--keep). KUBECONFIG={info.kubeconfig}\nstop with: aigc-edge demo --stop {state}")
+            processes.clear()
+        return 1 if failed else 0
+    finally:
+        if not args.keep:
+            _stop(processes)
+            cluster.down()
+
+
+def _say(step: int, text: str) -> None:
+    print(f"[{step}/6] {text}", flush=True)
+
+
+def _repo() -> Path:
+    return devcluster.repo_root()
+
+
+def _kubectl(info: ClusterInfo, *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        info.kubectl_cmd(*args), input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _apply_manifests(info: ClusterInfo) -> None:
+    manifests = _repo() / "manifests"
+    for name in ("namespace.yaml", "crds/aigctasks.yaml", "rbac-operator.yaml", "rbac-worker.yaml"):
+        _kubectl(info, "apply", "--server-side", "-f", str(manifests / name))
+    _kubectl(info, "wait", "--for=condition=Established", "crd/aigctasks.aigc.edge.io", "--timeout=60s")
+
+
+def _tiny_catalog(state: Path) -> Path:
+    """Tiny pipelines, built once per version into the cache, listed under the examples' names."""
+    models = devcluster.cache_dir() / f"tiny-models-v{TINY_MODELS_VERSION}"
+    if not (models / ".complete").exists():
+        shutil.rmtree(models, ignore_errors=True)
+        _run_cli("worker", "make-tiny-models", "--out", str(models), "--kinds", ",".join(DEMO_MODELS.values()))
+        (models / ".complete").touch()
+    entries = [
+        {"name": name, "source": (models / f"tiny-{kind}").as_uri(), "pipeline": kind, "vramGb": 0.5}
+        for name, kind in DEMO_MODELS.items()
+    ]
+    path = state / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"models": entries}, sort_keys=False))
+    return path
+
+
+def _run_cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "aigc_policy.cli", *args], check=True)
+
+
+def _spawn(name: str, state: Path, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    logs = state / "logs"
+    logs.mkdir(exist_ok=True)
+    log = (logs / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "aigc_policy.cli", *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_operator(
+    cluster: LocalCluster, info: ClusterInfo, state: Path, catalog: Path, policy: str
+) -> list[subprocess.Popen[bytes]]:
+    metrics_port = _free_port()
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig_for(NAMESPACE, "aigc-operator")))
+    argv = [
+        "operator",
+        "--namespace", NAMESPACE,
+        "--policy", policy,
+        "--catalog", str(catalog),
+        "--perf-profile", "edge-hetero",
+        "--prometheus-url", info.prometheus_url,
+        "--metrics-port", str(metrics_port),
+        "--liveness", f"http://127.0.0.1:{_free_port()}/healthz",
+    ]  # fmt: skip
+    process = _spawn("operator", state, argv, env)
+    cluster.add_scrape_target("aigc-operator", f"127.0.0.1:{metrics_port}")
+    return [process]
+
+
+def _start_workers(
+    cluster: LocalCluster, info: ClusterInfo, state: Path, catalog: Path, nodes: int
+) -> list[subprocess.Popen[bytes]]:
+    kubeconfig = cluster.kubeconfig_for(NAMESPACE, "aigc-worker")
+    processes = []
+    for index in range(nodes):
+        node = f"edge-{index}"
+        metrics_port = _free_port()
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+        argv = [
+            "worker", "run",
+            "--node", node,
+            "--namespace", NAMESPACE,
+            "--catalog", str(catalog),
+            "--results", str(state / "results"),
+            "--device", "cpu",
+            "--metrics-port", str(metrics_port),
+        ]  # fmt: skip
+        processes.append(_spawn(f"worker-{node}", state, argv, env))
+        cluster.add_scrape_target("aigc-worker", f"127.0.0.1:{metrics_port}", {"node": node})
+    return processes
+
+
+def _examples() -> list[dict]:
+    folder = _repo() / "manifests" / "examples"
+    docs = [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
+    return [d for d in docs if d and d.get("kind") == "AIGCTask" and d["spec"]["model"] in DEMO_MODELS]
+
+
+def _submit_burst(info: ClusterInfo, count: int) -> list[str]:
+    examples = _examples()
+    if not examples:
+        raise RuntimeError("manifests/examples holds no AIGCTask for the demo models")
+    names, docs = [], []
+    for i in range(count):
+        doc = json.loads(json.dumps(examples[i % len(examples)]))
+        doc["metadata"] = {"name": f"demo-{i:02d}-{doc['metadata']['name']}", "namespace": TASK_NAMESPACE}
+        doc["spec"]["seed"] = i
+        names.append(doc["metadata"]["name"])
+        docs.append(doc)
+    _kubectl(info, "create", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    return names
+
+
+def _wait_for(info: ClusterInfo, names: list[str], timeout: float) -> list[TaskRow]:
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout
+    wanted = set(names)
+    with tqdm(total=len(names), desc="tasks finished", unit="task") as bar:
+        while True:
+            items = json.loads(_kubectl(info, "get", "aigct", "-n", TASK_NAMESPACE, "-o", "json"))["items"]
+            mine = [i for i in items if i["metadata"]["name"] in wanted]
+            done = sum(1 for i in mine if i.get("status", {}).get("phase") in TERMINAL)
+            bar.update(done - bar.n)
+            if done == len(names) or time.monotonic() > deadline:
+                return sorted((_row(i) for i in mine), key=lambda r: r.name)
+            time.sleep(1.0)
+
+
+def _row(item: dict) -> TaskRow:
+    spec, status = item["spec"], item.get("status", {})
+    placement, timings = status.get("placement", {}), status.get("timings", {})
+    wait_s = _seconds(timings.get("waitMillis"))
+    run_s = _seconds(timings.get("runMillis"))
+    deadline = spec.get("qos", {}).get("deadlineSeconds")
+    met = "-" if deadline is None or wait_s is None or run_s is None else ("yes" if wait_s + run_s <= deadline else "no")
+    result = status.get("result", {}).get("uri") or status.get("failure", {}).get("reason", "")
+    return TaskRow(
+        name=item["metadata"]["name"],
+        model=spec["model"],
+        phase=status.get("phase", "Pending"),
+        nodes=",".join(placement.get("nodes", [])),
+        gang=int(placement.get("gangSize", 0)),
+        steps=int(placement.get("steps", 0)),
+        wait_s=wait_s,
+        run_s=run_s,
+        deadline_met=met,
+        result=result,
+    )
+
+
+def _seconds(millis: object) -> float | None:
+    return None if millis is None else int(millis) / 1000.0
+
+
+def _table(rows: list[TaskRow]) -> str:
+    head = "| task | model | phase | nodes | gang | steps | wait s | run s | deadline met | result |"
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        wait = "-" if r.wait_s is None else f"{r.wait_s:.2f}"
+        run = "-" if r.run_s is None else f"{r.run_s:.2f}"
+        lines.append(
+            f"| {r.name} | {r.model} | {r.phase} | {r.nodes} | {r.gang} | {r.steps} | {wait} | {run} "
+            f"| {r.deadline_met} | {r.result} |"
+        )
+    return "\n".join(lines)
+
+
+def _stop_kept(state: Path) -> None:
+    pids = json.loads((state / "pids.json").read_text()) if (state / "pids.json").exists() else []
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    LocalCluster(state / "cluster").down()
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
