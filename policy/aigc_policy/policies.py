@@ -24,6 +24,9 @@ BUILTIN: dict[str, str] = {
     "eat-greedy": "aigc_policy.baselines.eat_greedy:EatGreedy",
     "eat-greedy-ref": "aigc_policy.baselines.eat_greedy:EatGreedyReference",
     "lower-bound": "aigc_policy.baselines.lower_bound:LowerBound",
+    "eat": "aigc_policy.onnx_policy:eat",  # eat:PATH for another ONNX file; default: the shipped one
+    "dsac": "aigc_policy.onnx_policy:dsac",
+    "sac": "aigc_policy.onnx_policy:sac",
 }
 _registered: dict[str, Factory] = {}
 

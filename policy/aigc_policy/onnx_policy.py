@@ -1,0 +1,118 @@
+"""Run an exported policy with ONNX Runtime: the Scheduler used by bench and by the operator.
+
+numpy + onnxruntime only (no torch). Inputs come from features.Encoder, outputs are decoded by
+aigc_policy.actions, and the file's metadata must match this package's feature schema and
+action layout, so a policy never silently reads tensors laid out for another version.
+
+Execution providers come from configuration: the `providers` argument, else the environment
+variable AIGC_EDGE_ONNX_PROVIDERS (comma-separated, or "auto" for CUDA when onnxruntime offers
+it), else CPU. The chain noise is not an input: the exported graph is the deterministic path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from aigc_policy.actions import ACTION_LAYOUT, WAIT, decode, split_action
+from aigc_policy.features import FEATURE_SCHEMA_VERSION, EncodedState, Encoder
+from aigc_policy.placement import Placement
+from aigc_policy.snapshot import ClusterSnapshot
+
+PROVIDERS_ENV = "AIGC_EDGE_ONNX_PROVIDERS"
+INPUTS = ("tasks", "nodes", "pairs", "action_mask", "steps_mask")
+DEFAULT_ARTIFACT = "eat-default.onnx"
+
+
+class PolicyFileError(ValueError):
+    """An ONNX file that is missing or was built for another schema or action layout."""
+
+
+def default_policy_path(name: str = DEFAULT_ARTIFACT) -> Path:
+    return Path(str(resources.files("aigc_policy") / "artifacts" / name))
+
+
+def resolve_providers(providers: Sequence[str] | None = None) -> list[str]:
+    wanted = list(providers) if providers else [p for p in os.environ.get(PROVIDERS_ENV, "").split(",") if p]
+    available = ort.get_available_providers()
+    if not wanted:
+        return ["CPUExecutionProvider"]
+    if wanted == ["auto"]:
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise PolicyFileError(f"ONNX Runtime providers not available here: {', '.join(missing)}")
+    return wanted
+
+
+class OnnxPolicy:
+    """Scheduler protocol over an exported policy (arg-max of the masked logits)."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        providers: Sequence[str] | None = None,
+        threads: int = 1,
+        name: str = "eat",
+    ) -> None:
+        self.path = Path(path) if path else default_policy_path()
+        if not self.path.is_file():
+            raise PolicyFileError(f"no policy file at {self.path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.path), options, providers=resolve_providers(providers))
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._check_metadata()
+        self.name = name
+        self.encoder = Encoder()
+
+    def _check_metadata(self) -> None:
+        schema = self.metadata.get("feature_schema_version")
+        if schema != str(FEATURE_SCHEMA_VERSION):
+            raise PolicyFileError(f"{self.path}: feature schema {schema}, this package encodes {FEATURE_SCHEMA_VERSION}")
+        layout = self.metadata.get("action_layout")
+        if layout != ACTION_LAYOUT:
+            raise PolicyFileError(f"{self.path}: action layout {layout!r}, this package decodes {ACTION_LAYOUT!r}")
+
+    def reset(self, seed: int) -> None:
+        return None
+
+    def logits(self, state: EncodedState) -> tuple[np.ndarray, np.ndarray]:
+        """Masked action logits [A] and steps logits [Q, S] of one state."""
+        feeds = {name: getattr(state, name)[None] for name in INPUTS}
+        logits, steps = self.session.run(None, feeds)
+        return logits[0], steps[0]
+
+    def decide(self, snap: ClusterSnapshot) -> Placement | None:
+        if not snap.queue:
+            return None
+        state = self.encoder.encode(snap)
+        if not state.action_mask.any():
+            return None
+        logits, steps = self.logits(state)
+        action = int(np.argmax(logits))
+        if action == WAIT:
+            return None
+        task, _, _ = split_action(action, state.n_nodes)
+        return decode(snap, action, int(np.argmax(steps[task])))
+
+
+def factory(algo: str) -> Callable[..., OnnxPolicy]:
+    """Registry factory for `algo[:PATH]`: PATH, or the shipped `<algo>-default.onnx`."""
+
+    def make(path: str = "") -> OnnxPolicy:
+        return OnnxPolicy(path or default_policy_path(f"{algo}-default.onnx"), name=algo)
+
+    return make
+
+
+eat = factory("eat")
+dsac = factory("dsac")
+sac = factory("sac")

@@ -1,0 +1,232 @@
+"""Networks of the learned schedulers: a token encoder shared by the actor and the twin critics.
+
+Inputs are batches of features.EncodedState padded to a common queue length Q and node count N
+(`task_mask`, `node_mask` mark real tokens). Outputs follow aigc_policy.actions: flat action
+values [B, 1 + Q*G*N] (wait first, then task-major, gang, anchor) and steps values [B, Q, S].
+
+Variants (ALGOS): `eat` = attention encoder + diffusion actor; `dsac` = no attention (tokens
+embedded independently, context from pooled tokens) + diffusion actor; `sac` = no attention,
+the actor's logits come straight from the pair head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from aigc_policy.features import NODE_FEATURES, PAIR_FEATURES, TASK_FEATURES
+from aigc_policy.placement import STEP_BUCKETS
+from aigc_policy.rl.diffusion import LogitDenoiser
+
+NEG = -1e9  # masked logit: finite so that 0 * NEG stays 0 in expectations
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    attention: bool = True
+    diffusion: bool = True
+    width: int = 64
+    pair_width: int = 32
+    heads: int = 4
+    diffusion_steps: int = 6
+    cond_width: int = 16
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ALGOS: dict[str, NetConfig] = {
+    "eat": NetConfig(attention=True, diffusion=True),
+    "dsac": NetConfig(attention=False, diffusion=True),
+    "sac": NetConfig(attention=False, diffusion=False),
+}
+
+
+def _mlp(i: int, h: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.SiLU(), nn.Linear(h, o))
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a key padding mask, residual and LayerNorm, then a feed-forward."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.o = nn.Linear(width, width)
+        self.norm1 = nn.LayerNorm(width)
+        self.ff = _mlp(width, 2 * width, width)
+        self.norm2 = nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        # unflatten on the feature axis only: batch and token axes stay dynamic in ONNX
+        q = self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)
+        k, v = self.kv(ctx).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        scores = scores.masked_fill(~ctx_mask[:, None, None, :], NEG)
+        out = (scores.softmax(-1) @ v).transpose(1, 2).flatten(-2)
+        x = self.norm1(x + self.o(out))
+        return self.norm2(x + self.ff(x))
+
+
+class TokenEncoder(nn.Module):
+    """Embeds task and node tokens; with attention, nodes attend to nodes and tasks to nodes."""
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        w = cfg.width
+        self.task_in = _mlp(TASK_FEATURES, w, w)
+        self.node_in = _mlp(NODE_FEATURES, w, w)
+        self.type_emb = nn.Parameter(torch.randn(2, w) * 0.02)
+        self.node_attn = Attention(w, cfg.heads) if cfg.attention else None
+        self.task_attn = Attention(w, cfg.heads) if cfg.attention else None
+        self.pool = _mlp(2 * w, w, w)
+
+    def forward(
+        self, tasks: torch.Tensor, nodes: torch.Tensor, task_mask: torch.Tensor, node_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t = self.task_in(tasks) + self.type_emb[0]
+        n = self.node_in(nodes) + self.type_emb[1]
+        if self.node_attn is not None and self.task_attn is not None:
+            n = self.node_attn(n, n, node_mask)
+            t = self.task_attn(t, n, node_mask)
+        ctx = self.pool(torch.cat([masked_mean(t, task_mask), masked_mean(n, node_mask)], -1))
+        return t, n, ctx
+
+
+class PairHead(nn.Module):
+    """Per-action hidden vectors h[b, i, j, g] from the task, node, pair and context embeddings."""
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        w, p = cfg.width, cfg.pair_width
+        self.task = nn.Linear(w, p)
+        self.node = nn.Linear(w, p, bias=False)
+        self.pair = nn.Linear(PAIR_FEATURES, p, bias=False)
+        self.ctx = nn.Linear(w, p, bias=False)
+        self.hidden = nn.Linear(p, p)
+        self.wait = _mlp(w, w, p)
+        self.steps = _mlp(2 * w, w, STEP_BUCKETS)
+
+    def forward(
+        self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> action hidden [B, A, P] (wait first), steps values [B, Q, S]."""
+        h = (
+            (self.task(t) + self.ctx(ctx).unsqueeze(1))[:, :, None, None, :]
+            + self.node(n)[:, None, :, None, :]
+            + self.pair(pairs)
+        )
+        h = self.hidden(torch.nn.functional.silu(h))  # [B, Q, N, G, P]
+        place = torch.nn.functional.silu(h).transpose(2, 3).flatten(1, 3)  # [B, Q*G*N, P]
+        wait = self.wait(ctx).unsqueeze(1)
+        steps = self.steps(torch.cat([t, ctx.unsqueeze(1).expand_as(t)], -1))
+        return torch.cat([wait, place], 1), steps
+
+
+class Actor(nn.Module):
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.head = PairHead(cfg)
+        if cfg.diffusion:
+            self.cond = nn.Linear(cfg.pair_width, cfg.cond_width)
+            self.chain: LogitDenoiser | None = LogitDenoiser(cfg.cond_width, cfg.diffusion_steps)
+        else:
+            self.out = nn.Linear(cfg.pair_width, 1)
+            self.chain = None
+
+    def forward(
+        self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, steps = self.head(t, n, ctx, pairs)
+        if self.chain is None:
+            return self.out(hidden).squeeze(-1), steps
+        return self.chain(self.cond(hidden), noise), steps
+
+
+class Critic(nn.Module):
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.head = PairHead(cfg)
+        self.out = nn.Linear(cfg.pair_width, 1)
+
+    def forward(
+        self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, steps = self.head(t, n, ctx, pairs)
+        return self.out(hidden).squeeze(-1), steps
+
+
+class AgentNet(nn.Module):
+    """Shared encoder, actor and twin critics. The critics train the encoder; the actor reads it."""
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = TokenEncoder(cfg)
+        self.actor = Actor(cfg)
+        self.critics = nn.ModuleList([Critic(cfg), Critic(cfg)])
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.encoder(batch["tasks"], batch["nodes"], batch["task_mask"], batch["node_mask"])
+
+    def policy(
+        self,
+        batch: dict[str, torch.Tensor],
+        noise: torch.Tensor | None = None,
+        detach_encoder: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked action logits [B, A] and steps logits [B, Q, S]."""
+        t, n, ctx = self.encode(batch)
+        if detach_encoder:
+            t, n, ctx = t.detach(), n.detach(), ctx.detach()
+        logits, steps = self.actor(t, n, ctx, batch["pairs"], noise)
+        return (
+            logits.masked_fill(~batch["action_mask"], NEG),
+            steps.masked_fill(~batch["steps_mask"], NEG),
+        )
+
+    def q_values(self, batch: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        t, n, ctx = self.encode(batch)
+        return [critic(t, n, ctx, batch["pairs"]) for critic in self.critics]
+
+    def chain_noise(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        chain = self.actor.chain
+        if chain is None:
+            return None
+        return torch.randn(chain.steps, *batch["action_mask"].shape)
+
+
+class InferencePolicy(nn.Module):
+    """The exported graph: one unpadded state, deterministic chain (zero noise)."""
+
+    def __init__(self, net: AgentNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        tasks: torch.Tensor,
+        nodes: torch.Tensor,
+        pairs: torch.Tensor,
+        action_mask: torch.Tensor,
+        steps_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = {
+            "tasks": tasks,
+            "nodes": nodes,
+            "pairs": pairs,
+            "task_mask": torch.ones_like(tasks[..., 0], dtype=torch.bool),
+            "node_mask": torch.ones_like(nodes[..., 0], dtype=torch.bool),
+            "action_mask": action_mask,
+            "steps_mask": steps_mask,
+        }
+        return self.net.policy(batch)

@@ -1,0 +1,297 @@
+"""`aigc-edge train`: behaviour cloning from a heuristic, then discrete SAC, on the simulator.
+
+Read top to bottom:
+  1. demos: the teacher (default `eft`) runs `--demo-episodes` episodes; its decisions, mapped
+     into the action layout, fill a demo buffer and the replay buffer (with their rewards).
+  2. warm start: `--bc-updates` imitation steps on the demos, each followed by a critic step,
+     so the critics know the teacher's values before the actor listens to them.
+  3. SAC: the stochastic policy collects episodes; one critic + actor update per decision,
+     the actor keeping an imitation term on demo batches (SacConfig.bc_weight).
+  4. every `--eval-every` updates: deterministic (arg-max, zero chain noise) evaluation on
+     held-out seeds, CSV logs, `last.pt` and `best.pt` checkpoints. `--resume` continues from
+     `last.pt` (the replay buffer is rebuilt from fresh episodes).
+Training seeds are seed*1000 + episode; evaluation seeds start at 10**6, so they never meet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aigc_policy import policies
+from aigc_policy.actions import WAIT, decode
+from aigc_policy.actions import encode as encode_action
+from aigc_policy.cli import UsageError
+from aigc_policy.features import FEATURE_SCHEMA_VERSION, EncodedState, Encoder
+from aigc_policy.rl.agent import choose, step_reward
+from aigc_policy.rl.networks import ALGOS, AgentNet, NetConfig
+from aigc_policy.rl.replay import Replay, Transition
+from aigc_policy.rl.sac_discrete import SacConfig, SacLearner
+from aigc_policy.scenario import load_scenario
+from aigc_policy.scheduler import Scheduler
+from aigc_policy.sim import Simulator
+from aigc_policy.snapshot import ClusterSnapshot
+
+EVAL_SEED_BASE = 10**6
+Actor = Callable[[ClusterSnapshot, EncodedState], tuple[int, int]]  # -> (action, steps bucket)
+LOG_FIELDS = ("wall_s", "phase", "updates", "decisions", "episodes", "bc_loss", "critic_loss",
+              "q_target", "actor_loss", "entropy", "alpha", "episode_return")
+EVAL_FIELDS = ("wall_s", "updates", "decisions", "mean_response_s", "p95_response_s", "slo_attainment",
+               "mean_quality", "cold_starts", "score")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algo", choices=sorted(ALGOS), default="eat")
+    parser.add_argument("--scenario", default="edge-hetero")
+    parser.add_argument("--rates", default=None,
+                        help="comma-separated arrival rates; training episodes cycle through them and "
+                             "evaluation averages over them (default: the scenario's own rate)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", default="30m", help="wall-clock ('30m', '90s') or SAC updates ('5000')")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--teacher", default="eft,opt-ts",
+                        help="heuristic(s) to imitate: the best scoring one of a comma-separated list on "
+                             "the demo seeds is used; 'none' skips the warm start")
+    parser.add_argument("--demo-episodes", type=int, default=40)
+    parser.add_argument("--bc-updates", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--eval-every", type=int, default=500, help="SAC updates between evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+
+
+def parse_budget(text: str) -> tuple[float | None, int | None]:
+    """(seconds, updates): exactly one is set."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(m|min|s|h)?\s*", text)
+    if m is None:
+        raise UsageError(f"--budget must look like 30m, 90s, 2h or a number of updates, got {text!r}")
+    value, unit = float(m.group(1)), m.group(2)
+    if unit is None:
+        return None, int(value)
+    return value * {"s": 1, "m": 60, "min": 60, "h": 3600}[unit], None
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def run_episode(
+    sim: Simulator,
+    seed: int,
+    encoder: Encoder,
+    act: Actor,
+    record: Callable[[Transition], object] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> float:
+    """One episode (or until `stop()`); returns the sum of rewards.
+
+    Transitions are SMDP: dt is the simulated time to the next decision.
+    """
+    snap = sim.reset(seed)
+    total, pending = 0.0, None
+    while snap is not None and not sim.done and not stop():
+        state = encoder.encode(snap)
+        if not state.action_mask.any():  # nothing placeable and nothing to wait for
+            result = sim.step(None)
+        else:
+            action, bucket = act(snap, state)
+            result = sim.step(decode(snap, action, bucket))
+            reward = step_reward(result)
+            total += reward
+            if pending is not None and record is not None:
+                record(Transition(*pending, next_state=state))
+            pending = (state, action, bucket, reward, result.elapsed_s)
+        snap = None if sim.done else sim.snapshot()
+    if pending is not None and record is not None:
+        record(Transition(*pending, next_state=None))
+    return total
+
+
+def teacher_actor(teacher: Scheduler) -> Actor:
+    """The teacher's decisions expressed in the action layout (steps rounded up to a bucket)."""
+
+    def act(snap: ClusterSnapshot, state: EncodedState) -> tuple[int, int]:
+        coded = encode_action(snap, teacher.decide(snap))
+        if coded is None or coded[0] >= state.action_mask.size or not state.action_mask[coded[0]]:
+            coded = (WAIT, 0) if state.action_mask[WAIT] else (int(np.flatnonzero(state.action_mask)[0]), 0)
+        return coded
+
+    return act
+
+
+def pick_teacher(names: list[str], sims: list[Simulator], seed: int) -> tuple[str, Scheduler]:
+    """The heuristic that scores best through the action layout on training seeds."""
+    scored = []
+    for name in names:
+        teacher = policies.make(name)
+        report = evaluate(teacher_actor(teacher), sims, 2, seed_base=seed * 1000 + 900)
+        print(f"teacher candidate {name}:", json.dumps({k: round(v, 3) for k, v in report.items()}))
+        scored.append((report["score"], name, teacher))
+    _, name, teacher = max(scored, key=lambda item: item[0])
+    return name, teacher
+
+
+def greedy_actor(net: AgentNet) -> Actor:
+    rng = np.random.default_rng(0)
+    return lambda snap, state: choose(net, state, False, rng)
+
+
+def evaluate(act: Actor, sims: list[Simulator], episodes: int, seed_base: int = EVAL_SEED_BASE) -> dict[str, float]:
+    """A deterministic actor on `episodes` seeds of every rate; task-weighted means."""
+    encoder, rows = Encoder(), []
+    for sim in sims:
+        for e in range(episodes):
+            run_episode(sim, seed_base + e, encoder, act)
+            rows.append(sim.metrics.summary())
+    return summarise(rows)
+
+
+def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
+    tasks = sum(r["tasks"] for r in rows) or 1
+    out = {key: sum(r[key] * r["tasks"] for r in rows) / tasks
+           for key in ("mean_response_s", "p95_response_s", "slo_attainment", "mean_quality")}
+    out["cold_starts"] = sum(r["cold_starts"] for r in rows) / len(rows)
+    out["score"] = 100.0 * out["slo_attainment"] - out["mean_response_s"]
+    return out
+
+
+def _csv(path: Path, fields: tuple[str, ...]) -> csv.DictWriter:
+    new = not path.exists()
+    writer = csv.DictWriter(path.open("a", newline="", buffering=1), fieldnames=fields, extrasaction="ignore")
+    if new:
+        writer.writeheader()
+    return writer
+
+
+def save(path: Path, net: AgentNet, learner: SacLearner, meta: dict, progress: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"net": net.state_dict(), "learner": learner.state_dict(), "meta": meta, "progress": progress}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> tuple[AgentNet, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    net = AgentNet(NetConfig(**ckpt["meta"]["net"]))
+    net.load_state_dict(ckpt["net"])
+    return net, ckpt
+
+
+def run(args: argparse.Namespace) -> int:
+    seconds, max_updates = parse_budget(args.budget)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    try:
+        rates = [None] if args.rates is None else [float(r) for r in args.rates.split(",")]
+        scenarios = [load_scenario(args.scenario, rate=r) for r in rates]
+    except ValueError as exc:  # ScenarioError included
+        raise UsageError(str(exc)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "algo": args.algo, "scenario": args.scenario, "rates": args.rates, "seed": args.seed,
+        "net": ALGOS[args.algo].to_dict(), "sac": asdict(SacConfig()),
+        "feature_schema_version": FEATURE_SCHEMA_VERSION, "git_commit": git_commit(),
+    }
+    net = AgentNet(ALGOS[args.algo])
+    learner = SacLearner(net, SacConfig())
+    progress = {"updates": 0, "decisions": 0, "episodes": 0, "warm_started": False, "best_score": -math.inf}
+    last = args.out / "last.pt"
+    if args.resume:
+        if not last.exists():
+            raise UsageError(f"--resume: no checkpoint at {last}")
+        net, ckpt = load_checkpoint(last)
+        learner = SacLearner(net, SacConfig())
+        learner.load_state_dict(ckpt["learner"])
+        progress = ckpt["progress"]
+    (args.out / "config.json").write_text(json.dumps(meta, indent=1))
+    log, eval_log = _csv(args.out / "train.csv", LOG_FIELDS), _csv(args.out / "eval.csv", EVAL_FIELDS)
+    rng = np.random.default_rng(args.seed)
+    replay, demos = Replay(200_000, rng), Replay(200_000, rng)
+    sims, eval_sims = [Simulator(s) for s in scenarios], [Simulator(s) for s in scenarios]
+    encoder = Encoder()
+    start = time.monotonic()
+
+    def wall() -> float:
+        return time.monotonic() - start
+
+    # 1. demonstrations (always collected: they also anchor the actor during SAC)
+    if args.teacher != "none":
+        name, teacher = pick_teacher(args.teacher.split(","), sims, args.seed)
+        for e in range(args.demo_episodes):
+            teacher.reset(e)
+            run_episode(sims[e % len(sims)], args.seed * 1000 + 500 + e, encoder, teacher_actor(teacher),
+                        lambda t: (demos.add(t), replay.add(t)))
+        print(f"demos: {len(demos)} decisions from {args.demo_episodes} {name} episodes ({wall():.0f}s)")
+    # 2. warm start
+    if args.teacher != "none" and not progress["warm_started"]:
+        for u in tqdm(range(args.bc_updates), desc="behaviour cloning", mininterval=5):
+            stats = learner.bc_update(demos.sample(args.batch))
+            stats |= learner.critic_update(replay.sample(args.batch))
+            if u % 100 == 0:
+                log.writerow({"wall_s": round(wall(), 1), "phase": "bc", **stats})
+        progress["warm_started"] = True
+        report = evaluate(greedy_actor(net), eval_sims, args.eval_episodes)
+        eval_log.writerow({"wall_s": round(wall(), 1), **progress, **report})
+        print("after warm start:", json.dumps({k: round(v, 3) for k, v in report.items()}))
+        progress["best_score"] = report["score"]
+        save(args.out / "best.pt", net, learner, meta, progress)
+    # 3. SAC
+    bar = tqdm(total=seconds if seconds else max_updates, desc=f"sac ({args.algo})", mininterval=5,
+               unit="s" if seconds else "upd")
+    since_eval = 0
+
+    def act(snap: ClusterSnapshot, state: EncodedState) -> tuple[int, int]:
+        return choose(net, state, True, rng)
+
+    def learn(t: Transition) -> None:
+        nonlocal since_eval
+        replay.add(t)
+        progress["decisions"] += 1
+        if len(replay) < args.batch:
+            return
+        stats = learner.critic_update(replay.sample(args.batch))
+        stats |= learner.actor_update(replay.sample(args.batch), demos.sample(args.batch) if len(demos) else [])
+        progress["updates"] += 1
+        since_eval += 1
+        if progress["updates"] % 50 == 0:
+            log.writerow({"wall_s": round(wall(), 1), "phase": "sac", **progress, **stats})
+        bar.n = round(wall()) if seconds else progress["updates"]
+        bar.refresh()
+
+    def finished() -> bool:
+        return wall() >= seconds if seconds else progress["updates"] >= max_updates
+
+    while not finished():
+        episode = progress["episodes"]
+        ret = run_episode(sims[episode % len(sims)], args.seed * 1000 + episode % 500, encoder, act, learn, finished)
+        progress["episodes"] += 1
+        log.writerow({"wall_s": round(wall(), 1), "phase": "episode", **progress, "episode_return": ret})
+        if since_eval >= args.eval_every or finished():
+            since_eval = 0
+            report = evaluate(greedy_actor(net), eval_sims, args.eval_episodes)
+            eval_log.writerow({"wall_s": round(wall(), 1), **progress, **report})
+            tqdm.write(f"eval @ {progress['updates']} updates: " + json.dumps({k: round(v, 3) for k, v in report.items()}))
+            if report["score"] > progress["best_score"]:
+                progress["best_score"] = report["score"]
+                save(args.out / "best.pt", net, learner, meta, progress)
+            save(last, net, learner, meta, progress)
+    bar.close()
+    print(f"done: {progress['updates']} updates, {progress['episodes']} episodes, best score "
+          f"{progress['best_score']:.2f}; checkpoints in {args.out}")
+    return 0
