@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from aigc_policy.errors import UsageError
+
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("aigc_operator.demo", "run the whole system end to end on a local control plane"),
@@ -20,10 +22,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("aigc_policy.rl.export", "export a trained checkpoint to ONNX"),
     "policy-latency": ("aigc_policy.latency", "measure end-to-end decision latency of an ONNX policy"),
 }
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2, no traceback."""
 
 
 def main(argv: list[str] | None = None) -> int:
