@@ -62,8 +62,14 @@ class Placement:
 
     @classmethod
     def parse(cls, device: str, dtype: str) -> Placement:
-        dtypes = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-                  "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+        dtypes = {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+        }
         return cls(device, dtypes[dtype])
 
 
@@ -81,7 +87,9 @@ class LoadedModel:
 def load_model(entry: ModelEntry, placement: Placement, local_files_only: bool = False) -> LoadedModel:
     kind = PIPELINE_KINDS.get(entry.pipeline)
     if kind is None:
-        raise ModelLoadError(f"{entry.name}: pipeline kind {entry.pipeline!r} is not supported by this worker")
+        raise ModelLoadError(
+            f"{entry.name}: pipeline kind {entry.pipeline!r} is not supported by this worker"
+        )
     source = entry.source.removeprefix("file://")
     try:
         pipeline = kind.pipeline_class.from_pretrained(

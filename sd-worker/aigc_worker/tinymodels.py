@@ -8,6 +8,7 @@ that a 64x64 image in a few steps takes well under a second on one CPU core.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -24,7 +25,11 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from aigc_worker.catalog import catalog_yaml
+
 TINY_KINDS: tuple[str, ...] = ("sd15", "sd21", "sd-turbo", "sdxl", "sd3-medium")
+CATALOG_FILE = "catalog.yaml"
+TINY_VRAM_GB = 0.1  # declared budget share: a 1 GB budget keeps all tiny kinds warm
 TEXT_WIDTH = 32
 VOCAB_SIZE = 1000
 # The VAE downsamples by 2, so 64x64 images have 32x32 latents: room for 4 row patches at
@@ -198,7 +203,8 @@ def tiny_model_name(kind: str) -> str:
 
 
 def write_tiny_models(out: Path, kinds: tuple[str, ...] = TINY_KINDS, seed: int = 0) -> dict[str, Path]:
-    """Save one tiny pipeline per kind under `out/<name>` (safetensors); returns name -> path."""
+    """Save one tiny pipeline per kind under `out/<name>` (safetensors) and `out/catalog.yaml`
+    listing them; returns name -> path."""
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for index, kind in enumerate(kinds):
@@ -208,4 +214,15 @@ def write_tiny_models(out: Path, kinds: tuple[str, ...] = TINY_KINDS, seed: int 
         pipeline = build_tiny_pipeline(kind, out / ".build" / name)
         pipeline.save_pretrained(target, safe_serialization=True)
         paths[name] = target
+    entries = [
+        {
+            "name": tiny_model_name(kind),
+            "source": f"file://{paths[tiny_model_name(kind)].resolve()}",
+            "pipeline": kind,
+            "vramGb": TINY_VRAM_GB,
+        }
+        for kind in kinds
+    ]
+    (out / CATALOG_FILE).write_text(catalog_yaml(entries))
+    shutil.rmtree(out / ".build", ignore_errors=True)
     return paths

@@ -71,7 +71,9 @@ class HaloConv2d(nn.Module):
             return self.inner(x)
         conv = self.inner
         padded = self.patches.with_neighbour_rows(x, self.halo)
-        return F.conv2d(padded, conv.weight, conv.bias, conv.stride, (0, self.col_padding), conv.dilation, conv.groups)
+        return F.conv2d(
+            padded, conv.weight, conv.bias, conv.stride, (0, self.col_padding), conv.dilation, conv.groups
+        )
 
 
 class GlobalGroupNorm(nn.Module):

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import torch.distributed as dist
+from aigc_api.status import RENDEZVOUS_FAILED
 from torch.distributed import PrefixStore, TCPStore
 
 from aigc_worker.parallel.layout import GangLayout
 from aigc_worker.parallel.patch import PatchGroup
 
-
+GANG_MEMBER_LOST = "GangMemberLost"
 COLLECTIVE_ERROR_MARKERS = ("gloo", "NCCL", "Connection closed", "Connection reset", "timed out", "Timed out")
 
 
@@ -29,10 +30,10 @@ class GangError(RuntimeError):
         self.reason = reason
 
 
-def open_store(bind_host: str, timeout_s: float) -> TCPStore:
-    """Rank 0's store on a free port; advertise `<reachable host>:<store.port>` to the others."""
+def open_store(bind_host: str, timeout_s: float, port: int = 0) -> TCPStore:
+    """Rank 0's store (port 0: a free one); advertise `<reachable host>:<store.port>` to the others."""
     return TCPStore(
-        bind_host, 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=timeout_s)
+        bind_host, port, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=timeout_s)
     )
 
 
@@ -67,7 +68,10 @@ def joined_gang(
             host, port = parse_address(address)
             store = TCPStore(host, port, is_master=False, timeout=timeout)
         dist.init_process_group(
-            backend, store=PrefixStore(namespace, store), rank=layout.rank, world_size=layout.world_size,
+            backend,
+            store=PrefixStore(namespace, store),
+            rank=layout.rank,
+            world_size=layout.world_size,
             timeout=timeout,
         )
         patches = None
@@ -79,13 +83,13 @@ def joined_gang(
                 patches = PatchGroup(group, ranks.index(layout.rank), len(ranks))
     except (RuntimeError, dist.DistError) as exc:
         _leave()
-        raise GangError("GangRendezvousTimeout", f"gang of {layout.world_size} did not form: {exc}") from exc
+        raise GangError(RENDEZVOUS_FAILED, f"gang of {layout.world_size} did not form: {exc}") from exc
     try:
         yield Gang(layout, patches)
         dist.barrier()
     except Exception as exc:
         if is_collective_failure(exc):
-            raise GangError("GangMemberLost", f"gang member lost during generation: {exc}") from exc
+            raise GangError(GANG_MEMBER_LOST, f"gang member lost during generation: {exc}") from exc
         raise
     finally:
         _leave()

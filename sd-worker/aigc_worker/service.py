@@ -1,0 +1,364 @@
+"""The worker loop: see tasks placed on this node, claim, run in placement order, report.
+
+Level-based like the operator: the task objects are the truth, re-read before every decision,
+so a restarted worker recomputes what it holds. On start, a rank it still holds from a previous
+incarnation is resumed when it ran alone, and its attempt is failed (retryable) when it was part
+of a gang, because the gang's process group died with the old process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from aigc_api import lease as lease_api
+from aigc_api import status as st
+from aigc_api.clock import utcnow
+from aigc_api.spec import SpecError, parse_generation_request
+from aigc_policy.snapshot import Resident
+
+from aigc_worker.claims import Claims, TaskApi
+from aigc_worker.execution import Outcome, RankRun
+from aigc_worker.parallel.rendezvous import GangError
+
+log = logging.getLogger(__name__)
+
+TaskKey = tuple[str, str]  # namespace, name
+WORKER_RESTARTED = "WorkerRestarted"
+
+
+class RankExecutor(Protocol):
+    def run(self, run: RankRun) -> Outcome: ...
+
+    def resident_models(self) -> list[str]: ...
+
+
+class WatchableTaskApi(TaskApi, Protocol):
+    def list(self) -> tuple[list[dict[str, Any]], str]: ...
+
+    def watch(self, resource_version: str, timeout_s: int) -> Any: ...
+
+    def upsert_lease(self, namespace: str, body: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class ServiceConfig:
+    node: str
+    holder: str
+    address: str  # host:port of this worker's /metrics, published in its Lease
+    rendezvous: str | None  # host:port of this worker's TCPStore, published in rank-0 claims
+    lease_namespace: str
+    heartbeat_s: float = 5.0
+    resync_s: float = 30.0
+    idle_wait_s: float = 0.5
+    rendezvous_timeout_s: float = 120.0
+
+
+@dataclass(order=True)
+class HeldRank:
+    decision_time: datetime
+    key: TaskKey
+    run: RankRun = field(compare=False)
+    estimated_s: float = field(compare=False, default=0.0)
+
+
+def _key(body: dict[str, Any]) -> TaskKey:
+    meta = body["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
+class Worker:
+    def __init__(
+        self,
+        api: WatchableTaskApi,
+        executor: RankExecutor,
+        config: ServiceConfig,
+        on_queue: Callable[[int], None],
+    ) -> None:
+        self.api = api
+        self.executor = executor
+        self.config = config
+        self.claims = Claims(api, config.holder)
+        self.on_queue = on_queue
+        self._tasks: dict[TaskKey, dict[str, Any]] = {}
+        self._held: dict[TaskKey, HeldRank] = {}
+        self._running: HeldRank | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._started_at = utcnow()
+        self._groups: dict[str, tuple[str, ...]] = {}  # model -> nodes of the last gang that ran it
+
+    # ---------------------------------------------------------------- seeing tasks
+
+    def observe(self, body: dict[str, Any]) -> None:
+        key = _key(body)
+        placement = st.parse_placement(body)
+        placed_here = placement is not None and self.config.node in placement.nodes
+        with self._lock:
+            if placed_here and not st.is_terminal(body):
+                self._tasks[key] = body
+            else:
+                self._tasks.pop(key, None)
+        self._changed.set()
+
+    def forget(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._tasks.pop(_key(body), None)
+        self._changed.set()
+
+    def resync(self) -> str:
+        items, resource_version = self.api.list()
+        seen = {_key(item) for item in items}
+        for item in items:
+            self.observe(item)
+        with self._lock:
+            for key in [k for k in self._tasks if k not in seen]:
+                del self._tasks[key]
+        return resource_version
+
+    def watch_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                resource_version = self.resync()
+                deadline = time.monotonic() + self.config.resync_s
+                while not stop.is_set() and time.monotonic() < deadline:
+                    for kind, body in self.api.watch(resource_version, max(1, int(self.config.resync_s))):
+                        if kind == "DELETED":
+                            self.forget(body)
+                        elif kind in ("ADDED", "MODIFIED"):
+                            self.observe(body)
+                            resource_version = body["metadata"]["resourceVersion"]
+                        elif kind == "BOOKMARK":
+                            resource_version = body["metadata"]["resourceVersion"]
+                        if stop.is_set():
+                            return
+            except Exception:
+                log.warning("task watch failed; relisting", exc_info=True)
+                stop.wait(1.0)
+
+    # ---------------------------------------------------------------- claiming
+
+    def recover(self) -> None:
+        """After a restart: resume solo ranks still held by this holder, fail held gang ranks."""
+        self.resync()
+        for key, body in self._snapshot().items():
+            placement = st.parse_placement(body)
+            for rank, claim in st.current_claims(body).items():
+                if claim.holder != self.config.holder or st.current_failure(body) is not None:
+                    continue
+                if placement.gang_size == 1:
+                    self._hold(key, body, rank)
+                else:
+                    self.claims.failed(
+                        *key,
+                        placement.attempt,
+                        WORKER_RESTARTED,
+                        f"{self.config.node} restarted while holding rank {rank}",
+                        retryable=True,
+                    )
+
+    def accept_new(self) -> None:
+        for key, body in self._snapshot().items():
+            placement = st.parse_placement(body)
+            if placement is None or st.current_failure(body) is not None:
+                continue
+            held = self._held.get(key)
+            if held is not None and held.run.attempt == placement.attempt:
+                continue
+            ranks = st.ranks_on_node(body, self.config.node)
+            if len(ranks) != 1:
+                self.claims.failed(
+                    *key, placement.attempt, st.INVALID_SPEC, f"{self.config.node} placed {len(ranks)} times"
+                )
+                continue
+            claims = st.current_claims(body)
+            if ranks[0] in claims:  # held by someone else (ours were handled by recover)
+                continue
+            rendezvous = self.config.rendezvous if ranks[0] == 0 else None
+            if self.claims.claim(*key, placement.attempt, ranks[0], rendezvous):
+                self._hold(key, body, ranks[0])
+
+    def _hold(self, key: TaskKey, body: dict[str, Any], rank: int) -> None:
+        placement = st.parse_placement(body)
+        try:
+            request = parse_generation_request(body)
+        except (SpecError, KeyError, ValueError) as exc:
+            self.claims.failed(*key, placement.attempt, st.INVALID_SPEC, str(exc))
+            return
+        run = RankRun(
+            namespace=key[0],
+            name=key[1],
+            uid=body["metadata"].get("uid", "/".join(key)),
+            attempt=placement.attempt,
+            rank=rank,
+            nodes=placement.nodes,
+            steps=placement.steps,
+            request=request,
+            policy=placement.policy,
+        )
+        decided = (
+            placement.decision_time
+            if placement.decision_time.tzinfo
+            else placement.decision_time.replace(tzinfo=UTC)
+        )
+        with self._lock:
+            self._held[key] = HeldRank(decided, key, run, placement.estimated_service_millis / 1000)
+            self.on_queue(len(self._held))
+
+    def _snapshot(self) -> dict[TaskKey, dict[str, Any]]:
+        with self._lock:
+            return dict(self._tasks)
+
+    # ---------------------------------------------------------------- running
+
+    def run_next(self) -> bool:
+        """Run the earliest-placed held rank, if any; True if one ran."""
+        with self._lock:
+            if not self._held:
+                return False
+            held = min(self._held.values())
+            del self._held[held.key]
+            self.on_queue(len(self._held))
+        run = held.run
+        try:
+            body = self.api.get(run.namespace, run.name)
+        except Exception as exc:
+            log.info("%s/%s vanished before it ran: %s", run.namespace, run.name, exc)
+            return True
+        placement = st.parse_placement(body)
+        if (
+            placement is None
+            or placement.attempt != run.attempt
+            or st.is_terminal(body)
+            or st.current_failure(body)
+        ):
+            return True
+        self._running = held
+        try:
+            if run.rank == 0:
+                self._write(lambda: self.claims.started(run.namespace, run.name, run.attempt))
+            outcome = self.executor.run(run)
+        finally:
+            self._running = None
+        self._report(run, outcome)
+        if outcome.succeeded:
+            self._groups[run.request.model] = tuple(sorted(run.nodes))
+        return True
+
+    def _report(self, run: RankRun, outcome: Outcome) -> None:
+        if not outcome.succeeded:
+            log.warning(
+                "rank %d of %s/%s failed: %s %s",
+                run.rank,
+                run.namespace,
+                run.name,
+                outcome.reason,
+                outcome.message,
+            )
+            self._write(
+                lambda: self.claims.failed(
+                    run.namespace, run.name, run.attempt, outcome.reason, outcome.message, outcome.retryable
+                )
+            )
+        elif run.rank == 0 and outcome.result is not None:
+            result = st.TaskResult(
+                outcome.result.uri, outcome.result.sha256, outcome.result.size_bytes, run.seed
+            )
+            self._write(lambda: self.claims.succeeded(run.namespace, run.name, run.attempt, result))
+
+    def _write(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except st.ClaimRejected as exc:
+            log.info("status write skipped: %s", exc)
+
+    def wait_for_rendezvous(self, run: RankRun) -> str:
+        deadline = time.monotonic() + self.config.rendezvous_timeout_s
+        while time.monotonic() < deadline:
+            body = self.api.get(run.namespace, run.name)
+            placement = st.parse_placement(body)
+            if (
+                placement is None
+                or placement.attempt != run.attempt
+                or st.current_failure(body)
+                or st.is_terminal(body)
+            ):
+                raise GangError(
+                    st.RENDEZVOUS_FAILED, "the attempt ended before rank 0 published its rendezvous"
+                )
+            address = st.rendezvous_of(body)
+            if address:
+                return address
+            time.sleep(0.2)
+        raise GangError(
+            st.RENDEZVOUS_FAILED, f"rank 0 did not claim within {self.config.rendezvous_timeout_s}s"
+        )
+
+    # ---------------------------------------------------------------- liveness
+
+    def heartbeat(self) -> None:
+        held = list(self._held.values()) + ([self._running] if self._running else [])
+        for item in held:
+            run = item.run
+            try:
+                alive = self.claims.heartbeat(run.namespace, run.name, run.attempt, run.rank)
+            except Exception:
+                log.warning("heartbeat for %s/%s failed", run.namespace, run.name, exc_info=True)
+                continue
+            if not alive and item is not self._running:
+                with self._lock:
+                    self._held.pop(item.key, None)
+        self.publish_lease()
+
+    def publish_lease(self) -> None:
+        now = utcnow()
+        queued = sum(h.estimated_s for h in list(self._held.values()))
+        running = self._running.estimated_s if self._running else 0.0
+        resident = tuple(
+            Resident(model, self._groups.get(model, (self.config.node,)))
+            for model in self.executor.resident_models()
+        )
+        status = lease_api.WorkerStatus(
+            node=self.config.node,
+            holder=self.config.holder,
+            address=self.config.address,
+            renew_time=now,
+            resident=resident,
+            free_at=now + timedelta(seconds=queued + running),
+            queue_length=len(self._held) + (1 if self._running else 0),
+        )
+        self.api.upsert_lease(
+            self.config.lease_namespace,
+            lease_api.to_lease_body(status, self.config.lease_namespace, self._started_at),
+        )
+
+    def serve(self, stop: threading.Event) -> None:
+        """Watch, claim and run until `stop`; queued (unstarted) ranks are released on the way out."""
+        self.recover()
+        threading.Thread(target=self.watch_forever, args=(stop,), name="task-watch", daemon=True).start()
+        threading.Thread(target=self._heartbeat_forever, args=(stop,), name="heartbeat", daemon=True).start()
+        while not stop.is_set():
+            self._changed.clear()
+            try:
+                self.accept_new()
+                ran = self.run_next()
+            except Exception:
+                log.exception("worker loop error; continuing")
+                ran = False
+            if not ran:
+                self._changed.wait(self.config.idle_wait_s)
+        for held in list(self._held.values()):
+            self._write(lambda h=held: self.claims.release(h.key[0], h.key[1], h.run.attempt, h.run.rank))
+
+    def _heartbeat_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.heartbeat()
+            except Exception:
+                log.warning("heartbeat round failed", exc_info=True)
+            stop.wait(self.config.heartbeat_s)

@@ -1,0 +1,87 @@
+"""Worker pieces without torch.distributed or a cluster: layout, cache, results, catalog."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import numpy as np
+import pytest
+from aigc_api.catalog import CatalogError, ModelEntry
+from aigc_worker.cache import ModelCache, ModelTooLarge
+from aigc_worker.catalog import parse_worker_catalog
+from aigc_worker.parallel.layout import GangLayoutError, plan_layout
+from aigc_worker.parallel.rendezvous import is_collective_failure
+from aigc_worker.results import DirectoryStore, encode_png, result_key
+from PIL import Image
+
+
+def test_layout_splits_cfg_first_then_rows() -> None:
+    assert (
+        plan_layout(2, 1, True, True, 64, 8).cfg_degree,
+        plan_layout(2, 1, True, True, 64, 8).patch_degree,
+    ) == (2, 1)
+    four = plan_layout(4, 3, True, True, 64, 8)
+    assert (four.cfg_degree, four.patch_degree, four.cfg_index, four.patch_index) == (2, 2, 1, 1)
+    assert four.output_ranks() == [[0, 1], [2, 3]]
+    no_cfg = plan_layout(4, 2, False, True, 64, 8)
+    assert (no_cfg.cfg_degree, no_cfg.patch_degree, no_cfg.patch_index) == (1, 4, 2)
+
+
+def test_layout_without_patches_replicates_and_rejects_bad_sizes() -> None:
+    transformer = plan_layout(4, 3, True, False, 64, 1)
+    assert (transformer.patch_degree, transformer.output_ranks()) == (1, [[0], [2]])
+    with pytest.raises(GangLayoutError):
+        plan_layout(8, 0, True, True, 24, 8)  # 4 patches of 6 rows cannot downsample 3 times
+    with pytest.raises(GangLayoutError):
+        plan_layout(3, 0, True, True, 64, 8)
+
+
+def _entry(name: str, gb: float) -> ModelEntry:
+    return ModelEntry(name, f"file:///{name}", "sd15", gb)
+
+
+def test_cache_is_lru_within_budget_and_records_events() -> None:
+    released: list[str] = []
+    cache: ModelCache[str] = ModelCache(10.0, lambda e: e.name, released.append)
+    assert cache.get(_entry("a", 4))[1] is not None
+    cache.get(_entry("b", 4))
+    assert cache.get(_entry("a", 4))[1] is None  # warm, now most recent
+    cache.get(_entry("c", 4))  # evicts b, the least recently used
+    assert cache.resident == ["a", "c"] and released == ["b"]
+    assert [e.model for e in cache.loads] == ["a", "b", "c"] and [e.model for e in cache.evictions] == ["b"]
+    with pytest.raises(ModelTooLarge):
+        cache.get(_entry("huge", 11))
+
+
+def test_png_carries_metadata_and_is_not_world_writable(tmp_path) -> None:
+    store = DirectoryStore(tmp_path / "results")
+    png = encode_png(
+        np.linspace(0, 1, 8 * 8 * 3).reshape(8, 8, 3),
+        {"prompt": "cat", "seed": 3, "placement": {"nodes": ["a"]}},
+    )
+    stored = store.put(result_key("ns", "task", 2), png)
+    path = tmp_path / "results" / "ns" / "task-attempt2.png"
+    assert stored.uri == path.as_uri() and stored.size_bytes == len(png)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+    text = Image.open(path).text
+    assert text["prompt"] == "cat" and json.loads(text["placement"]) == {"nodes": ["a"]}
+    with pytest.raises(ValueError):
+        store.put("../escape.png", png)
+
+
+def test_worker_catalog_accepts_sd3_medium_and_keeps_shared_validation() -> None:
+    catalog = parse_worker_catalog(
+        "models:\n"
+        "  - {name: re-sd3, source: /m/sd3, pipeline: sd3-medium, vramGb: 16}\n"
+        "  - {name: sd15, source: /m/sd15, pipeline: sd15, vramGb: 4}\n"
+    )
+    assert [(e.name, e.pipeline) for e in catalog] == [("re-sd3", "sd3-medium"), ("sd15", "sd15")]
+    with pytest.raises(CatalogError):
+        parse_worker_catalog("models:\n  - {name: Bad_Name, source: x, pipeline: sd3-medium, vramGb: 1}\n")
+
+
+def test_gloo_peer_loss_is_recognised() -> None:
+    assert is_collective_failure(RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer"))
+    assert not is_collective_failure(ValueError("Connection closed"))
