@@ -10,7 +10,7 @@ export AIGC_EDGE_CACHE := $(CACHE)
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: install components demo test lint unit integration e2e bench clean-cache
+.PHONY: install components demo test lint unit integration e2e bench clean-cache manifests
 
 # Dependencies are installed once per pyproject version; the checkout itself is (re)linked on
 # every run because CI tests a fresh clone in another folder with the same cached venv.
@@ -48,6 +48,10 @@ test: install components lint
 
 bench: install
 	$(BIN)/aigc-edge bench --scenario eat-reference --policies random,round-robin,least-loaded,eft,eat-greedy --episodes 5 --seed 1 --out bench/out
+
+# manifests/ is rendered from the Helm chart (tests/unit/test_chart.py fails when it is stale).
+manifests: components
+	bash hack/render-manifests.sh
 
 clean-cache:
 	rm -rf $(CACHE)
