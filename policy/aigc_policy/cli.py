@@ -10,16 +10,18 @@ import argparse
 import importlib
 import sys
 
+from aigc_policy.errors import UsageError
+
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("aigc_operator.demo", "run the whole system end to end on a local control plane"),
     "bench": ("aigc_policy.bench.command", "compare schedulers on a simulated workload"),
     "operator": ("aigc_operator.command", "run the AIGCTask scheduling operator (kopf) against a cluster"),
     "worker": ("aigc_worker.command", "run the Stable Diffusion worker on this node (profile, tiny models)"),
+    "train": ("aigc_policy.rl.train", "train a learned scheduler (eat, dsac, sac) on a scenario"),
+    "export": ("aigc_policy.rl.export", "export a trained checkpoint to ONNX"),
+    "policy-latency": ("aigc_policy.latency", "measure end-to-end decision latency of an ONNX policy"),
 }
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2, no traceback."""
 
 
 def main(argv: list[str] | None = None) -> int:
