@@ -10,6 +10,9 @@
 #   hack/localcluster.sh down   [--dir DIR]
 #   hack/localcluster.sh status [--dir DIR]
 #   hack/localcluster.sh kubeconfig-for [--dir DIR] --namespace NS --serviceaccount SA --out FILE [--duration 24h]
+#   hack/localcluster.sh stop-component|start-component|restart-component [--dir DIR] --component NAME
+#     (fault injection: NAME is kube-apiserver, prometheus, etcd, kwok or kube-controller-manager;
+#      start-component re-runs the command line recorded at `up`, same ports and data)
 #
 # DIR (default ${AIGC_EDGE_CACHE:-$HOME/.cache/aigc-edge}/clusters/default) holds pki/, etcd/,
 # prom/, logs/, pids/, targets/ (Prometheus file_sd: drop *.json there), kubeconfig (admin)
@@ -50,7 +53,7 @@ DIR="${CACHE}/clusters/default"
 NODES=4
 WITH_KCM=1
 TIMEOUT=120
-NS="" SA="" OUT="" DURATION="24h"
+NS="" SA="" OUT="" DURATION="24h" COMPONENT=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --dir) DIR="$2"; shift 2 ;;
@@ -63,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     --serviceaccount) SA="$2"; shift 2 ;;
     --out|-o) OUT="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
+    --component) COMPONENT="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -91,8 +95,9 @@ start_proc() { # name cmd...
   local name="$1"; shift
   mkdir -p "${PIDS}" "${LOGS}"
   # own session, no inherited stdio: callers capturing our output must not wait on these.
-  setsid "$@" >"${LOGS}/${name}.log" 2>&1 </dev/null &
+  setsid "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
   echo $! > "${PIDS}/${name}.pid"
+  printf '%s\0' "$@" > "${PIDS}/${name}.cmd"  # for start-component
 }
 
 stop_proc() { # name
@@ -532,7 +537,53 @@ cmd_kubeconfig_for() {
   printf '%s\n' "${OUT}"
 }
 
+component_ready() { # name -> 0 when it answers
+  local api_url prom_url
+  case "$1" in
+    kube-apiserver)
+      api_url="$(sed -n 's/^APISERVER_URL=//p' "${DIR}/cluster.env")"
+      curl -fsS --cacert "${PKI}/ca.crt" --cert "${PKI}/admin.crt" --key "${PKI}/admin.key" "${api_url}/readyz" ;;
+    prometheus)
+      prom_url="$(sed -n 's/^PROMETHEUS_URL=//p' "${DIR}/cluster.env")"
+      curl -fsS "${prom_url}/-/ready" ;;
+    *) [[ -n "$(pid_of "$1")" ]] ;;
+  esac
+}
+
+component_env_key() {
+  case "$1" in
+    kube-apiserver) echo APISERVER_PID ;; prometheus) echo PROMETHEUS_PID ;; etcd) echo ETCD_PID ;;
+    kwok) echo KWOK_PID ;; kube-controller-manager) echo KCM_PID ;;
+  esac
+}
+
+cmd_stop_component() {
+  [[ " ${COMPONENTS[*]} " == *" ${COMPONENT} "* ]] || die "--component must be one of: ${COMPONENTS[*]}"
+  [[ -f "${DIR}/cluster.env" ]] || die "no running cluster in ${DIR}"
+  stop_proc "${COMPONENT}"
+}
+
+cmd_start_component() {
+  [[ " ${COMPONENTS[*]} " == *" ${COMPONENT} "* ]] || die "--component must be one of: ${COMPONENTS[*]}"
+  [[ -f "${DIR}/cluster.env" ]] || die "no running cluster in ${DIR}"
+  [[ -f "${PIDS}/${COMPONENT}.cmd" ]] || die "no recorded command for ${COMPONENT} (cluster started before this feature?)"
+  if [[ -z "$(pid_of "${COMPONENT}")" ]]; then
+    local argv=()
+    mapfile -d '' argv < "${PIDS}/${COMPONENT}.cmd"
+    log "starting ${COMPONENT} again"
+    start_proc "${COMPONENT}" "${argv[@]}"
+  fi
+  wait_for "${COMPONENT}" "${TIMEOUT}" component_ready "${COMPONENT}"
+  local key
+  key="$(component_env_key "${COMPONENT}")"
+  sed -i "s/^${key}=.*/${key}=$(pid_of "${COMPONENT}")/" "${DIR}/cluster.env"
+  log "${COMPONENT} ready (pid $(pid_of "${COMPONENT}"))"
+}
+
 case "${CMD}" in
+  stop-component) cmd_stop_component ;;
+  start-component) cmd_start_component ;;
+  restart-component) cmd_stop_component; cmd_start_component ;;
   up)
     for attempt in 1 2 3; do
       rc=0
@@ -546,5 +597,5 @@ case "${CMD}" in
   status) cmd_status ;;
   kubeconfig-for) cmd_kubeconfig_for ;;
   -h|--help|help) usage ;;
-  *) die "unknown command '${CMD}' (expected up|down|status|kubeconfig-for)" ;;
+  *) die "unknown command '${CMD}' (expected up|down|status|kubeconfig-for|stop-component|start-component|restart-component)" ;;
 esac

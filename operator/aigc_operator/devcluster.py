@@ -5,7 +5,8 @@ Thin, typed wrapper over the single shell implementation in ``hack/``:
 * ``hack/versions.env``          -- the one file pinning component versions,
 * ``hack/build-components.sh``   -- builds etcd, kube-apiserver, kube-controller-manager, kubectl,
   kwok and helm from Go modules into ``$AIGC_EDGE_CACHE/bin/<name>-<version>/<name>``,
-* ``hack/localcluster.sh``       -- ``up`` / ``down`` / ``status`` / ``kubeconfig-for``.
+* ``hack/localcluster.sh``       -- ``up`` / ``down`` / ``status`` / ``kubeconfig-for`` and, for
+  fault injection, ``stop-component`` / ``start-component`` / ``restart-component``.
 
 Example::
 
@@ -339,6 +340,20 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> None:
         self.down()
+
+    # -- fault injection --------------------------------------------------------------------
+    def stop_component(self, name: str) -> None:
+        """Stop one component (``kube-apiserver``, ``prometheus``, ``etcd``, ``kwok``, ...)."""
+        self._run("stop-component", "--component", name, timeout=60)
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again with its original command line; returns once ready."""
+        self._run("start-component", "--component", name)
+        self._info = None  # its PID changed in cluster.env
+
+    def restart_component(self, name: str) -> None:
+        self._run("restart-component", "--component", name)
+        self._info = None
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
