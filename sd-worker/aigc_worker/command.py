@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aigc_policy.cli import UsageError
+    from aigc_policy.errors import UsageError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.worker_command == "make-tiny-models":
@@ -132,7 +132,7 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aigc_policy.cli import UsageError
+    from aigc_policy.errors import UsageError
 
     from aigc_worker.kube import KubeTasks
     from aigc_worker.metrics import WorkerMetrics
@@ -197,7 +197,7 @@ def _real_executor(args, api, store, metrics, host):  # noqa: ANN001, ANN202
     elif args.catalog:
         catalog = load_worker_catalog(args.catalog)
     else:
-        from aigc_policy.cli import UsageError
+        from aigc_policy.errors import UsageError
 
         raise UsageError("--catalog or --catalog-configmap is required")
 

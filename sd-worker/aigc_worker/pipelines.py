@@ -94,7 +94,7 @@ def load_model(entry: ModelEntry, placement: Placement, local_files_only: bool =
     try:
         pipeline = kind.pipeline_class.from_pretrained(
             source,
-            torch_dtype=placement.dtype,
+            dtype=placement.dtype,
             use_safetensors=True,
             revision=entry.revision,
             local_files_only=local_files_only,
