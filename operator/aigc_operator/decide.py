@@ -31,6 +31,7 @@ class BatchOutcome:
     decisions: list[Decision]
     unplaceable: list[TaskSpec]  # no node of the cluster can run them as asked
     waiting: list[TaskSpec]  # the policy chose to wait
+    nodes: list[NodeState]  # the node view after the batch's placements
 
 
 def runnable_somewhere(snapshot: ClusterSnapshot, task: TaskSpec) -> bool:
@@ -75,7 +76,7 @@ def decide_batch(
                 inference_s=inference_s,
             )
         )
-    return BatchOutcome(decisions, unplaceable, queue)
+    return BatchOutcome(decisions, unplaceable, queue, nodes)
 
 
 def _occupy(nodes: list[NodeState], index: int, until: float, resident: Resident) -> None:

@@ -7,6 +7,7 @@ the operator's clock does not matter. Calls are blocking: run `sample()` in a th
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -71,7 +72,24 @@ class PrometheusSampler:
     def _query(self, query: str) -> dict[str, float]:
         values: dict[str, float] = {}
         for series in self._client.custom_query(query):
-            node = series.get("metric", {}).get(NODE_LABEL)
-            if node:
-                values[node] = float(series["value"][1])
+            node, value = _node_value(series)
+            if node is not None and value is not None:
+                values[node] = value
         return values
+
+
+def _node_value(series: object) -> tuple[str | None, float | None]:
+    """(node, value) of one instant-vector series; None for what is not a finite number, so a
+    malformed or NaN series is treated as missing (stale) instead of failing the whole sample
+    or reading as fresh (max(0, nan) == 0)."""
+    if not isinstance(series, dict) or not isinstance(series.get("metric"), dict):
+        return None, None
+    node = series["metric"].get(NODE_LABEL)
+    pair = series.get("value")
+    if not isinstance(node, str) or not node or not isinstance(pair, list | tuple) or len(pair) != 2:
+        return None, None
+    try:
+        value = float(pair[1])
+    except (TypeError, ValueError):
+        return node, None
+    return node, value if math.isfinite(value) else None

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -74,8 +75,8 @@ class Placer:
         self.catalog = catalog
         self.workers: dict[str, WorkerStatus] = {}
         self.reading: MetricsReading | None = None
-        self.last_fallback_reason: str | None = None
         self._wake = asyncio.Event()
+        self._wake_at: float | None = None  # epoch s when a waiting policy may place again
         self._write_slots = asyncio.Semaphore(settings.api_concurrency)
 
     def notify(self) -> None:
@@ -83,8 +84,12 @@ class Placer:
 
     async def run(self) -> None:
         while True:
+            timeout = self.settings.tick_s
+            if self._wake_at is not None:
+                timeout = min(timeout, max(0.01, self._wake_at - time.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.tick_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            self._wake_at = None
             self._wake.clear()
             try:
                 await self.review()
@@ -153,18 +158,11 @@ class Placer:
             return self.tasks.has_takeable(now.timestamp())
 
         usable = self.nodes.usable()
-        health = metrics_health(
-            (n.name for n in usable),
-            self.reading,
-            self.settings.prometheus_url is not None,
-            self.settings.metrics_ttl_s,
-            time.monotonic(),
-        )
+        health = self.metrics_health(n.name for n in usable)
         node_states = build_node_states(
             usable, self.workers, self.tasks.placed_loads(), health, now, self.settings.require_worker
         )
         policy, fallback_reason = self._choose_policy(health)
-        self.last_fallback_reason = fallback_reason
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
             self.executors.decide,
@@ -187,9 +185,23 @@ class Placer:
         writes += [self._write_unschedulable(key_of[t.id], reason, message) for t in outcome.unplaceable]
         for task in outcome.waiting:
             self.tasks.done(key_of[task.id], placed=False)
+        if outcome.waiting:
+            # The policy waits for a node to free up: look again when the first one does.
+            busy_until = [n.free_at for n in outcome.nodes if n.free_at > now.timestamp()]
+            self._wake_at = min(busy_until, default=None)
         await asyncio.gather(*writes)
         progressed = bool(outcome.decisions or outcome.unplaceable)
         return progressed and self.tasks.has_takeable(utcnow().timestamp())
+
+    def metrics_health(self, node_names: Iterable[str]) -> MetricsHealth:
+        configured = self.settings.prometheus_url is not None
+        return metrics_health(
+            node_names, self.reading, configured, self.settings.metrics_ttl_s, time.monotonic()
+        )
+
+    def fallback_reason_now(self) -> str | None:
+        """Why the next batch would use the fallback policy (None: the configured policy)."""
+        return self._choose_policy(self.metrics_health(n.name for n in self.nodes.usable()))[1]
 
     def _choose_policy(self, health: MetricsHealth) -> tuple[LoadedPolicy, str | None]:
         if self.policies.primary is None:

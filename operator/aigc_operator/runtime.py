@@ -22,6 +22,7 @@ from aigc_operator.policy_loader import PolicySet
 from aigc_operator.settings import OperatorSettings
 from aigc_operator.store import NodeStore, TaskStore
 from aigc_operator.telemetry import Telemetry
+from aigc_operator.view import metrics_health
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,11 @@ class Runtime:
             reading = await asyncio.to_thread(self.sampler.sample)
             self.placer.reading = reading
             self.telemetry.metrics_source_up.set(1 if reading.up else 0)
-            for node, sample in reading.nodes.items():
-                self.telemetry.node_metrics_age.labels(node=node).set(sample.age_s)
+            # The ages the next decision will use, missing nodes included (as MISSING_AGE_FACTOR x TTL).
+            names = {n.name for n in self.nodes.usable()} | set(reading.nodes)
+            health = metrics_health(names, reading, True, self.settings.metrics_ttl_s, reading.taken_at)
+            for node, age in health.node_ages.items():
+                self.telemetry.node_metrics_age.labels(node=node).set(age)
             if not reading.up:
                 log.warning("Prometheus sample failed: %s", reading.error)
             await asyncio.sleep(self.settings.metrics_poll_s)
@@ -166,7 +170,7 @@ class Runtime:
             "queueDepth": self.tasks.pending_count,
             "tasksKnown": len(self.tasks),
             "policy": self.policies.status(),
-            "fallbackActive": self.placer.last_fallback_reason,
+            "fallbackActive": self.placer.fallback_reason_now(),
             "metricsSource": {
                 "configured": self.sampler is not None,
                 "up": None if reading is None else reading.up,

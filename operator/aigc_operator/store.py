@@ -32,6 +32,7 @@ class PlacedLoad:
     """What a placed task costs its nodes, parsed once per object version."""
 
     nodes: tuple[str, ...]
+    model: str
     service_s: float
     decided_at: float  # epoch s
     claimed_ranks: frozenset[int]
@@ -43,6 +44,7 @@ def placed_load(body: dict[str, Any]) -> PlacedLoad | None:
         return None
     return PlacedLoad(
         placement.nodes,
+        (body.get("spec") or {}).get("model", ""),
         placement.estimated_service_millis / 1000,
         placement.decision_time.timestamp(),
         frozenset(current_claims(body)),

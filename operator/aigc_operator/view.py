@@ -1,8 +1,10 @@
 """The scheduler's node view: Ready GPU nodes + worker reports + GPU metrics + shadow load.
 
 Shadow load: work placed by the operator that the worker has not yet reported (unclaimed ranks,
-or placed after the worker's last report) is added to the node's `free_at`, so a node that only
-looks idle is not flooded between two reports.
+or placed after the worker's last report; all placed work on a node without a worker report) is
+queued onto the node's `free_at` from each decision time, and its model counts as resident there,
+so a node that only looks idle is not flooded between two reports, and an estimate that was never
+confirmed expires on its own.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aigc_api.lease import WorkerStatus
-from aigc_policy.snapshot import NodeState
+from aigc_policy.snapshot import NodeState, Resident
 
 from aigc_operator.gpu_metrics import MetricsReading
 from aigc_operator.store import NodeInfo, PlacedLoad
@@ -80,34 +82,48 @@ def build_node_states(
 ) -> list[NodeState]:
     now_s = now.timestamp()
     states: dict[str, NodeState] = {}
-    reported_at: dict[str, float | None] = {}
+    reported: dict[str, tuple[float, float] | None] = {}  # node -> (report time, reported free_at)
     for info in nodes:
         worker = workers.get(info.name)
         alive = worker is not None and worker.alive(now)
         if require_worker and not alive:
             continue
-        free_at = now_s
-        resident = []
-        if alive:
-            assert worker is not None
-            if worker.free_at is not None:
-                free_at = max(now_s, worker.free_at.timestamp())
-            resident = list(worker.resident)
         states[info.name] = NodeState(
             name=info.name,
             gpu_class=info.gpu_class,
-            free_at=free_at,
-            resident=resident,
+            free_at=now_s,
+            resident=list(worker.resident) if alive and worker is not None else [],
             metrics_age_s=health.node_ages.get(info.name, 0.0),
         )
-        reported_at[info.name] = worker.renew_time.timestamp() if alive and worker is not None else None
+        if alive and worker is not None:
+            free_at = worker.free_at.timestamp() if worker.free_at is not None else 0.0
+            reported[info.name] = (worker.renew_time.timestamp(), free_at)
+        else:
+            reported[info.name] = None
+    shadow: dict[str, list[tuple[float, float]]] = {}
     for load in loads:
+        group = tuple(sorted(load.nodes))
         for rank, name in enumerate(load.nodes):
             state = states.get(name)
             if state is None:
                 continue
             state.inflight += 1
-            report = reported_at[name]
-            if report is None or rank not in load.claimed_ranks or load.decided_at > report:
-                state.free_at += load.service_s
+            report = reported[name]
+            if report is None or rank not in load.claimed_ranks or load.decided_at > report[0]:
+                shadow.setdefault(name, []).append((load.decided_at, load.service_s))
+                # The worker loads the model for this task: count it resident (most recent last).
+                resident = Resident(load.model, group)
+                state.resident = [r for r in state.resident if r != resident] + [resident]
+    for name, state in states.items():
+        report = reported[name]
+        state.free_at = max(now_s, _drain_time(report[1] if report else 0.0, shadow.get(name, [])))
     return list(states.values())
+
+
+def _drain_time(start: float, shadow: list[tuple[float, float]]) -> float:
+    """When a node that is busy until `start` finishes the unreported work placed on it, assuming
+    each task starts no earlier than its decision: the shadow decays on its own estimate."""
+    t = start
+    for decided_at, service_s in sorted(shadow):
+        t = max(t, decided_at) + service_s
+    return t

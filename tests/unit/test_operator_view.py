@@ -60,16 +60,27 @@ def test_shadow_load_and_worker_reports() -> None:
     )
     reported = NOW.timestamp() - 5
     loads = [
-        PlacedLoad(("edge-0",), 2.0, reported - 10, frozenset({0})),  # claimed before the report: in free_at
-        PlacedLoad(("edge-0",), 3.0, reported - 10, frozenset()),  # not claimed yet: shadow
-        PlacedLoad(("edge-0", "edge-1"), 4.0, reported + 1, frozenset({0, 1})),  # placed after the report
+        PlacedLoad(
+            ("edge-0",), "sd15", 2.0, reported - 10, frozenset({0})
+        ),  # claimed before the report: in free_at
+        PlacedLoad(("edge-0",), "sd15", 3.0, reported - 10, frozenset()),  # not claimed yet: shadow
+        PlacedLoad(
+            ("edge-0", "edge-1"), "sdxl", 4.0, reported + 1, frozenset({0, 1})
+        ),  # placed after the report
+        PlacedLoad(("edge-1",), "sd15", 2.0, NOW.timestamp(), frozenset()),
     ]
     states = {
         s.name: s for s in build_node_states(nodes().usable(), {"edge-0": worker}, loads, health, NOW, False)
     }
     assert states["edge-0"].free_at == NOW.timestamp() + 10 + 3 + 4
-    assert states["edge-0"].inflight == 3 and states["edge-0"].resident == [Resident("sd15", ("edge-0",))]
-    assert states["edge-1"].free_at == NOW.timestamp() + 4  # no report: everything placed counts
+    assert states["edge-0"].inflight == 3
+    # Unreported placements make their model resident (the worker is loading it).
+    assert states["edge-0"].resident == [
+        Resident("sd15", ("edge-0",)),
+        Resident("sdxl", ("edge-0", "edge-1")),
+    ]
+    # No report: everything placed counts, from its decision time on (the gang task is done by now).
+    assert states["edge-1"].free_at == NOW.timestamp() + 2 and states["edge-1"].inflight == 2
     only_workers = build_node_states(nodes().usable(), {"edge-0": worker}, [], health, NOW, True)
     assert [s.name for s in only_workers] == ["edge-0"]
     dead = WorkerStatus(node="edge-0", holder="w", address="", renew_time=NOW - timedelta(minutes=5))
