@@ -9,5 +9,5 @@ SEED=${SEED:-0}
 BUDGET=${BUDGET:-30m}
 # AIGC_EDGE: the CLI to call (default: aigc-edge from `make install`)
 ${AIGC_EDGE:-aigc-edge} train --algo eat --scenario edge-hetero --rates 1,2,3,4 --seed "$SEED" --budget "$BUDGET" \
-  --demo-episodes 40 --bc-updates 3000 --eval-every 1000 --eval-episodes 3 --out "$OUT"
+  --demo-episodes 40 --bc-updates 2000 --eval-every 1000 --eval-episodes 3 --out "$OUT"
 ${AIGC_EDGE:-aigc-edge} export --checkpoint "$OUT/best.pt" --out policy/aigc_policy/artifacts/eat-default.onnx

@@ -25,7 +25,7 @@ import numpy as np
 
 from aigc_policy.actions import bucket_steps
 from aigc_policy.placement import STEP_BUCKETS, allowed_gang_sizes, estimate, min_acceptable_steps
-from aigc_policy.snapshot import GANG_SIZES, ClusterSnapshot, NodeState, PerfModel, TaskSpec
+from aigc_policy.snapshot import GANG_SIZES, ClusterSnapshot, PerfModel, TaskSpec
 
 FEATURE_SCHEMA_VERSION = 1
 MAX_QUEUE = 32
@@ -115,33 +115,37 @@ class EncodedState:
 
 
 class _PerfCache:
-    """Memoises PerfModel look-ups: a scenario has few (class, model, size, k) combinations."""
+    """Memoised PerfModel look-ups, as per-node tables for a given sequence of node classes."""
 
     def __init__(self, perf: PerfModel) -> None:
         self.perf = perf
-        self._supports: dict[tuple, bool] = {}
-        self._step: dict[tuple, float] = {}
-        self._load: dict[tuple, float] = {}
-        self._quality: dict[tuple, float] = {}
+        self._gang: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._load: dict[tuple, np.ndarray] = {}
+        self._quality: dict[tuple[str, int], float] = {}
         self._vram: dict[str, float] = {}
         self._class_vram: dict[str, float] = {}
 
-    def supports(self, cls: str, model: str, w: int, h: int, k: int) -> bool:
-        key = (cls, model, w, h, k)
-        if key not in self._supports:
-            self._supports[key] = bool(self.perf.supports(cls, model, w, h, k))
-        return self._supports[key]
+    def gang_tables(self, classes: tuple[str, ...], model: str, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """supported [N, G] and seconds per step [N, G] (0 where unsupported)."""
+        key = (classes, model, w, h)
+        if key not in self._gang:
+            by_class = {}
+            for c in set(classes):
+                ok = [bool(self.perf.supports(c, model, w, h, k)) for k in GANG_SIZES]
+                step = [self.perf.step_seconds(c, model, w, h, k) if o else 0.0 for k, o in zip(GANG_SIZES, ok, strict=True)]
+                by_class[c] = (ok, step)
+            self._gang[key] = (
+                np.array([by_class[c][0] for c in classes], dtype=bool),
+                np.array([by_class[c][1] for c in classes], dtype=np.float64),
+            )
+        return self._gang[key]
 
-    def step_seconds(self, cls: str, model: str, w: int, h: int, k: int) -> float:
-        key = (cls, model, w, h, k)
-        if key not in self._step:
-            self._step[key] = float(self.perf.step_seconds(cls, model, w, h, k))
-        return self._step[key]
-
-    def load_seconds(self, cls: str, model: str, k: int) -> float:
-        key = (cls, model, k)
+    def load_table(self, classes: tuple[str, ...], model: str) -> np.ndarray:
+        """Cold-start seconds [N, G]."""
+        key = (classes, model)
         if key not in self._load:
-            self._load[key] = float(self.perf.load_seconds(cls, model, k))
+            by_class = {c: [self.perf.load_seconds(c, model, k) for k in GANG_SIZES] for c in set(classes)}
+            self._load[key] = np.array([by_class[c] for c in classes], dtype=np.float64)
         return self._load[key]
 
     def quality(self, model: str, steps: int) -> float:
@@ -159,6 +163,40 @@ class _PerfCache:
         if cls not in self._class_vram:
             self._class_vram[cls] = float(self.perf.class_vram_gb(cls))
         return self._class_vram[cls]
+
+
+class _ClusterView:
+    """Per-node arrays of one snapshot, and per-model residency computed on first use."""
+
+    def __init__(self, snap: ClusterSnapshot, cache: _PerfCache) -> None:
+        nodes = snap.nodes
+        self.snap = snap
+        self.classes = tuple(n.gpu_class for n in nodes)
+        self.up = np.array([n.up for n in nodes], dtype=bool)
+        self.start = np.maximum(snap.now, np.array([n.free_at for n in nodes], dtype=np.float64))
+        self.free_vram = np.array(
+            [cache.class_vram(n.gpu_class) - sum(cache.model_vram(r.model) for r in n.resident) for n in nodes]
+        )
+        self._names = {n.name for n in nodes}
+        self._residency: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def residency(self, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Model resident on the node [N]; warm for a 1-gang [N]; in a live warm k-group [N, G]."""
+        if model not in self._residency:
+            nodes, exact = self.snap.nodes, self.snap.perf.reuse == "exact-group"
+            resident = np.array([any(r.model == model for r in n.resident) for n in nodes], dtype=bool)
+            warm1 = (
+                np.array([any(r.model == model and r.group == (n.name,) for r in n.resident) for n in nodes])
+                if exact
+                else resident
+            )
+            groups = np.zeros((len(nodes), N_GANG), dtype=bool)
+            for j, n in enumerate(nodes):
+                for r in n.resident:
+                    if r.model == model and len(r.group) in GANG_SIZES and self._names.issuperset(r.group):
+                        groups[j, GANG_SIZES.index(len(r.group))] = True
+            self._residency[model] = (resident, warm1.astype(bool), groups)
+        return self._residency[model]
 
 
 class Encoder:
@@ -179,13 +217,14 @@ class Encoder:
             raise ValueError(f"the encoder supports {MIN_NODES}..{MAX_NODES} nodes, got {n}")
         cache = self._perf(snap.perf)
         tasks = list(snap.queue[: self.max_queue])
-        pairs, k1_service = _pair_features(snap, tasks, cache)
+        view = _ClusterView(snap, cache)
+        pairs, k1_service = _pair_features(view, tasks, cache)
         valid = pairs[..., PAIR_FIELDS.index("valid")] > 0
         action_mask = np.concatenate(
             [[snap.has_future_events], valid.transpose(0, 2, 1).reshape(-1)]
         )
         return EncodedState(
-            tasks=_task_features(snap, tasks, cache),
+            tasks=_task_features(view, tasks, cache),
             nodes=_node_features(snap, tasks, cache, pairs, k1_service),
             pairs=pairs.astype(np.float32),
             action_mask=action_mask,
@@ -193,13 +232,14 @@ class Encoder:
         )
 
 
-def _task_features(snap: ClusterSnapshot, tasks: Sequence[TaskSpec], cache: _PerfCache) -> np.ndarray:
+def _task_features(view: _ClusterView, tasks: Sequence[TaskSpec], cache: _PerfCache) -> np.ndarray:
+    snap = view.snap
     out = np.zeros((len(tasks), TASK_FEATURES), dtype=np.float32)
     overflow = float(np.log1p(max(0, len(snap.queue) - len(tasks)) / MAX_QUEUE))
     n_nodes = len(snap.nodes)
     for i, t in enumerate(tasks):
         allowed = allowed_gang_sizes(snap, t)
-        resident = sum(any(r.model == t.model for r in node.resident) for node in snap.nodes)
+        resident = int(view.residency(t.model)[0].sum())
         slack = 0.0 if t.deadline_s is None else float(_signed_tlog(t.arrival_s + t.deadline_s - snap.now))
         out[i] = (
             float(_tlog(snap.now - t.arrival_s)),
@@ -263,24 +303,18 @@ def _steps_mask(perf: PerfModel, tasks: Sequence[TaskSpec]) -> np.ndarray:
     return mask
 
 
-def _warm_k1(snap: ClusterSnapshot, node: NodeState, model: str) -> bool:
-    if snap.perf.reuse == "exact-group":
-        return any(r.model == model and r.group == (node.name,) for r in node.resident)
-    return any(r.model == model for r in node.resident)
-
-
 def _pair_features(
-    snap: ClusterSnapshot, tasks: Sequence[TaskSpec], cache: _PerfCache
+    view: _ClusterView, tasks: Sequence[TaskSpec], cache: _PerfCache
 ) -> tuple[np.ndarray, np.ndarray]:
-    """[Q, N, G, PAIR_FEATURES] features and the [Q, N] single-node service time (seconds).
+    """[Q, N, G, PAIR_FEATURES] features and the [Q, N] single-node seconds to result.
 
     Everything but the start and slack terms depends only on the task's shape (model, size,
-    steps, allowed gangs), so it is built once per distinct shape in the visible queue.
+    steps, allowed gangs, work, transfer), so it is built once per distinct shape in the queue.
     """
+    snap, start = view.snap, view.start
     q, n = len(tasks), len(snap.nodes)
     out = np.zeros((q, n, N_GANG, PAIR_FEATURES), dtype=np.float64)
     k1_service = np.zeros((q, n))
-    start = np.maximum(snap.now, np.array([node.free_at for node in snap.nodes], dtype=np.float64))
     f = {name: i for i, name in enumerate(PAIR_FIELDS)}
     blocks: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for i, t in enumerate(tasks):
@@ -289,7 +323,7 @@ def _pair_features(
             t.work_scale, t.origin, t.input_mbit, t.output_mbit,
         )
         if shape not in blocks:
-            blocks[shape] = _shape_block(snap, t, cache)
+            blocks[shape] = _shape_block(view, t, cache)
         block, service, can1 = blocks[shape]
         finish = start + service
         out[i] = block
@@ -303,7 +337,7 @@ def _pair_features(
 
 
 def _shape_block(
-    snap: ClusterSnapshot, t: TaskSpec, cache: _PerfCache
+    view: _ClusterView, t: TaskSpec, cache: _PerfCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time-independent pair features [N, G, F], k = 1 seconds to result [N] and can-run [N].
 
@@ -311,55 +345,36 @@ def _shape_block(
     runs). The k = 1 time (service plus transfer) is placement.estimate's, evaluated once per
     (GPU class, warm, local) combination since the start time is the only other per-node part.
     """
-    nodes = snap.nodes
+    snap = view.snap
     f = {name: i for i, name in enumerate(PAIR_FIELDS)}
     steps = min_acceptable_steps(snap.perf, t)
-    block = np.zeros((len(nodes), N_GANG, PAIR_FEATURES))
-    names = {node.name for node in nodes}
-    allowed = allowed_gang_sizes(snap, t)
-    up = np.array([node.up for node in nodes])
-    resident = np.array([any(r.model == t.model for r in nd.resident) for nd in nodes])
-    warm1 = np.array([_warm_k1(snap, nd, t.model) for nd in nodes])
-    free_vram = np.array(
-        [cache.class_vram(nd.gpu_class) - sum(cache.model_vram(r.model) for r in nd.resident) for nd in nodes]
-    )
-    supported = np.array(
-        [[cache.supports(nd.gpu_class, t.model, t.width, t.height, k) for k in GANG_SIZES] for nd in nodes]
-    )
-    service1 = np.zeros(len(nodes))
-    memo: dict[tuple[str, bool, bool], float] = {}
-    for j, nd in enumerate(nodes):
-        if supported[j, 0]:
-            key = (nd.gpu_class, bool(warm1[j]), nd.name == t.origin)
-            if key not in memo:
-                est = estimate(snap, t, (j,), steps)
-                memo[key] = est.done_s - est.start_s
-            service1[j] = memo[key]
-    can1 = up & supported[:, 0]
+    supported, step_s = cache.gang_tables(view.classes, t.model, t.width, t.height)
+    load = cache.load_table(view.classes, t.model)
+    resident, warm1, groups = view.residency(t.model)
+    service1 = np.zeros(len(view.classes))
+    combos = {}
+    for j in np.flatnonzero(supported[:, 0]):
+        combos.setdefault((view.classes[j], bool(warm1[j]), snap.nodes[j].name == t.origin), []).append(j)
+    for members in combos.values():
+        est = estimate(snap, t, (int(members[0]),), steps)
+        service1[members] = est.done_s - est.start_s
+    can1 = view.up & supported[:, 0]
+    allowed = np.array([k in allowed_gang_sizes(snap, t) for k in GANG_SIZES])
+    eligible = view.up[:, None] & supported
+    valid = eligible & allowed & (eligible.sum(0) >= np.array(GANG_SIZES))
+    if snap.perf.reuse == "exact-group":
+        warm = np.concatenate([warm1[:, None], groups[:, 1:]], 1)
+    else:
+        warm = np.concatenate([warm1[:, None], np.repeat(resident[:, None], N_GANG - 1, 1)], 1)
+    service = np.where(valid, steps * t.work_scale * step_s + np.where(warm, 0.0, load), 0.0)
+    block = np.zeros((len(view.classes), N_GANG, PAIR_FEATURES))
     block[:, :, f["model_resident"]] = resident[:, None]
     block[:, :, f["warm_k1"]] = warm1[:, None]
     block[:, :, f["can_run_k1"]] = can1[:, None]
     block[:, :, f["service_k1"]] = (_tlog(service1) * can1)[:, None]
-    block[:, :, f["fits_vram"]] = (resident | (free_vram >= cache.model_vram(t.model)))[:, None]
-    for g, k in enumerate(GANG_SIZES):
-        eligible = up & supported[:, g]
-        valid = eligible & (k in allowed) & (eligible.sum() >= k)
-        warm_group = np.array(
-            [any(r.model == t.model and len(r.group) == k and names.issuperset(r.group) for r in nd.resident)
-             for nd in nodes]
-        )
-        warm = warm1 if k == 1 else (warm_group if snap.perf.reuse == "exact-group" else resident)
-        service = np.array(
-            [
-                steps * t.work_scale * cache.step_seconds(nd.gpu_class, t.model, t.width, t.height, k)
-                + (0.0 if warm[j] else cache.load_seconds(nd.gpu_class, t.model, k))
-                if valid[j]
-                else 0.0
-                for j, nd in enumerate(nodes)
-            ]
-        )
-        block[:, g, f["gang_size"]] = k / max(GANG_SIZES)
-        block[:, g, f["valid"]] = valid
-        block[:, g, f["warm_group_k"]] = warm_group
-        block[:, g, f["service_k"]] = _tlog(service) * valid
+    block[:, :, f["fits_vram"]] = (resident | (view.free_vram >= cache.model_vram(t.model)))[:, None]
+    block[:, :, f["gang_size"]] = np.array(GANG_SIZES) / max(GANG_SIZES)
+    block[:, :, f["valid"]] = valid
+    block[:, :, f["warm_group_k"]] = groups
+    block[:, :, f["service_k"]] = _tlog(service) * valid
     return block, service1, can1

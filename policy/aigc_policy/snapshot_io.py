@@ -2,7 +2,7 @@
 
 A snapshot refers to a live PerfModel (scenario tables, or the operator's profiled tables).
 `snapshot_to_dict` records the answers that model gives for everything the snapshot can ask
-(its GPU classes, models, task shapes, gang sizes and step counts), and `RecordedPerf` replays
+(its GPU classes, models, task shapes, every gang size and step count), and `RecordedPerf` replays
 them, so a recorded snapshot is self-contained and decodes to the same features.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from aigc_policy.snapshot import ClusterSnapshot, NodeState, PerfModel, Resident, TaskSpec
+from aigc_policy.snapshot import GANG_SIZES, ClusterSnapshot, NodeState, PerfModel, Resident, TaskSpec
 
 FORMAT_VERSION = 1
 
@@ -61,7 +61,7 @@ def _perf_tables(snap: ClusterSnapshot) -> dict[str, Any]:
     steps = []
     for c in classes:
         for m, w, h in shapes:
-            for k in snap.gang_sizes:
+            for k in GANG_SIZES:
                 ok = bool(perf.supports(c, m, w, h, k))
                 steps.append([c, m, w, h, k, ok, float(perf.step_seconds(c, m, w, h, k)) if ok else 0.0])
     return {
@@ -71,7 +71,7 @@ def _perf_tables(snap: ClusterSnapshot) -> dict[str, Any]:
         "model_vram_gb": {m: float(perf.model_vram_gb(m)) for m in models},
         "quality": [[m, s, float(perf.quality(m, s))] for m in models for s in range(1, max_steps + 1)],
         "load_seconds": [
-            [c, m, k, float(perf.load_seconds(c, m, k))] for c in classes for m in models for k in snap.gang_sizes
+            [c, m, k, float(perf.load_seconds(c, m, k))] for c in classes for m in models for k in GANG_SIZES
         ],
         "step_seconds": steps,
     }

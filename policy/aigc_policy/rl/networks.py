@@ -69,7 +69,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
         # unflatten on the feature axis only: batch and token axes stay dynamic in ONNX
         q = self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)
-        k, v = self.kv(ctx).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        kv = self.kv(ctx).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        k, v = kv[0], kv[1]
         scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
         scores = scores.masked_fill(~ctx_mask[:, None, None, :], NEG)
         out = (scores.softmax(-1) @ v).transpose(1, 2).flatten(-2)

@@ -35,6 +35,7 @@ from aigc_policy.actions import WAIT, decode
 from aigc_policy.actions import encode as encode_action
 from aigc_policy.cli import UsageError
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, EncodedState, Encoder
+from aigc_policy.rl import ts_train
 from aigc_policy.rl.agent import choose, step_reward
 from aigc_policy.rl.networks import ALGOS, AgentNet, NetConfig
 from aigc_policy.rl.replay import Replay, Transition
@@ -45,6 +46,7 @@ from aigc_policy.sim import Simulator
 from aigc_policy.snapshot import ClusterSnapshot
 
 EVAL_SEED_BASE = 10**6
+BC_SHARE = 0.4  # of a wall-clock budget, at most, for the warm start
 Actor = Callable[[ClusterSnapshot, EncodedState], tuple[int, int]]  # -> (action, steps bucket)
 LOG_FIELDS = ("wall_s", "phase", "updates", "decisions", "episodes", "bc_loss", "critic_loss",
               "q_target", "actor_loss", "entropy", "alpha", "episode_return")
@@ -53,7 +55,7 @@ EVAL_FIELDS = ("wall_s", "updates", "decisions", "mean_response_s", "p95_respons
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--algo", choices=sorted(ALGOS), default="eat")
+    parser.add_argument("--algo", choices=sorted([*ALGOS, *ts_train.ALGOS]), default="eat")
     parser.add_argument("--scenario", default="edge-hetero")
     parser.add_argument("--rates", default=None,
                         help="comma-separated arrival rates; training episodes cycle through them and "
@@ -71,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=500, help="SAC updates between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    ts_train.add_arguments(parser)
 
 
 def parse_budget(text: str) -> tuple[float | None, int | None]:
@@ -194,6 +197,8 @@ def load_checkpoint(path: Path) -> tuple[AgentNet, dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.algo in ts_train.ALGOS:  # LAD-TS family: rl/ts_train.py
+        return ts_train.run(args)
     seconds, max_updates = parse_budget(args.budget)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -241,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
     # 2. warm start
     if args.teacher != "none" and not progress["warm_started"]:
         for u in tqdm(range(args.bc_updates), desc="behaviour cloning", mininterval=5):
+            if seconds and wall() > BC_SHARE * seconds:
+                break
             stats = learner.bc_update(demos.sample(args.batch))
             stats |= learner.critic_update(replay.sample(args.batch))
             if u % 100 == 0:

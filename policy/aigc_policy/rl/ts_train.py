@@ -15,9 +15,9 @@ Quirks (all off = fixed):
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
-import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -29,6 +29,7 @@ import onnx
 import torch
 from torch import nn
 
+from aigc_policy.cli import UsageError
 from aigc_policy.rl.dqn_ts import Dqn, DqnConfig
 from aigc_policy.rl.ladts import Ladts
 from aigc_policy.rl.sac_ts import DiscreteSac, MlpActor, SacConfig
@@ -42,10 +43,8 @@ from aigc_policy.rl.ts_env import (
 )
 from aigc_policy.rl.ts_nets import AgentReplay, masked
 from aigc_policy.rl.ts_onnx import META_KEY, OnnxBrain, session
-from aigc_policy.scenario import Scenario
+from aigc_policy.scenario import Scenario, load_scenario
 from aigc_policy.sim import Simulator
-
-log = logging.getLogger(__name__)
 
 ALGOS = ("ladts", "d2sac", "sac-ts", "dqn")
 QUIRKS = ("stale_next_state", "no_done", "alpha_collapse", "keep_memory", "no_slot_load")
@@ -285,5 +284,49 @@ def evaluate(scenario: Scenario, sched: TaskScheduler, seeds: list[int]) -> list
         sched.explore = explore
 
 
-def save_log(path: Path, logs: list[EpisodeLog]) -> None:
-    path.write_text("".join(json.dumps(asdict(entry)) + "\n" for entry in logs))
+
+
+# ----- `aigc-edge train --algo ladts|d2sac|sac-ts|dqn` (dispatched from rl/train.py) -------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the LAD-TS family; --scenario, --out, --seed, --batch, --threads come from rl/train.py."""
+    group = parser.add_argument_group("LAD-TS family (--algo ladts, d2sac, sac-ts, dqn)")
+    group.add_argument("--episodes", type=int, default=60, help="training episodes (paper: LAD-TS converges in ~60)")
+    group.add_argument("--quirk", action="append", choices=QUIRKS, default=[],
+                       help="reproduce a reference-code defect (repeatable); all fixed by default")
+    group.add_argument("--update-every", type=int, default=25,
+                       help="decisions per agent between gradient steps (paper: 25, one per agent per slot)")
+    group.add_argument("--eval-seeds", type=int, default=5, help="greedy evaluation episodes after training")
+    group.add_argument("--shared-agent", action="store_true", help="one agent for all origins instead of one per node")
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = TrainConfig(algo=args.algo, episodes=args.episodes, seed=args.seed, batch=args.batch,
+                      update_every=args.update_every, per_agent=not args.shared_agent, quirks=tuple(args.quirk))
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "train.jsonl"
+    log_path.write_text("")
+
+    def progress(entry: EpisodeLog) -> None:
+        with log_path.open("a") as f:
+            f.write(json.dumps(asdict(entry)) + "\n")
+        print(f"episode {entry.episode:3d}  mean delay {entry.mean_delay_s:7.3f} s  updates {entry.updates}  "
+              f"{entry.seconds:5.1f} s", flush=True)
+
+    model, sched, _ = train(scenario, cfg, progress)
+    n_agents = agent_count(scenario, cfg.per_agent)
+    path = args.out / f"{args.algo}-{scenario.name}.onnx"
+    export(path, args.algo, model, metadata(args.algo, scenario, n_agents, model, cfg.quirks))
+    seeds = [EVAL_SEED_BASE + i for i in range(args.eval_seeds)]
+    delays = evaluate(scenario, sched, seeds)
+    summary = {"algo": args.algo, "scenario": scenario.name, "seed": args.seed, "episodes": args.episodes,
+               "update_every": args.update_every,
+               "quirks": list(cfg.quirks), "eval_seeds": seeds, "eval_mean_delay_s": delays,
+               "mean": float(np.mean(delays)), "std": float(np.std(delays)), "onnx": str(path)}
+    (args.out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"greedy evaluation over {len(seeds)} seeds: {summary['mean']:.3f} ± {summary['std']:.3f} s -> {path}")
+    return 0

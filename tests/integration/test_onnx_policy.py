@@ -1,0 +1,65 @@
+"""Export and ONNX Runtime: parity with torch, dynamic sizes, metadata, the shipped policy."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from aigc_policy import policies  # noqa: E402
+from aigc_policy.actions import ACTION_LAYOUT  # noqa: E402
+from aigc_policy.features import FEATURE_SCHEMA_VERSION  # noqa: E402
+from aigc_policy.onnx_policy import OnnxPolicy, PolicyFileError, default_policy_path  # noqa: E402
+from aigc_policy.rl.export import export_onnx, max_abs_diff, sample_states  # noqa: E402
+from aigc_policy.rl.networks import ALGOS, AgentNet  # noqa: E402
+from aigc_policy.scenario import load_scenario  # noqa: E402
+from aigc_policy.sim import Simulator  # noqa: E402
+
+SIZES = ((4, 10), (16, 16), (64, 32))  # (nodes, queue)
+METADATA = {"feature_schema_version": str(FEATURE_SCHEMA_VERSION), "action_layout": ACTION_LAYOUT}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    net = AgentNet(ALGOS["eat"]).eval()
+    path = tmp_path_factory.mktemp("onnx") / "policy.onnx"
+    export_onnx(net, sample_states("edge-hetero", ((5, 3),), 1, seed=9)[0], path, METADATA)
+    return net, path
+
+
+def test_torch_and_onnx_runtime_agree_on_1000_states(exported):
+    net, path = exported
+    states = sample_states("edge-hetero", SIZES, 334, seed=1)[:1000]
+    worst, disagree = max_abs_diff(net, OnnxPolicy(path), states)
+    assert worst < 1e-4
+    assert disagree == 0
+
+
+def test_file_refuses_another_schema(exported, tmp_path):
+    net, _ = exported
+    path = tmp_path / "old.onnx"
+    export_onnx(net, sample_states("edge-hetero", ((3, 2),), 1, seed=2)[0], path,
+                {**METADATA, "feature_schema_version": "0"})
+    with pytest.raises(PolicyFileError, match="feature schema"):
+        OnnxPolicy(path)
+
+
+def test_shipped_policy_loads_with_metadata_and_schedules_an_episode():
+    path = default_policy_path()
+    assert path.is_file() and path.stat().st_size <= 5_000_000
+    policy = policies.make("eat")
+    assert isinstance(policy, OnnxPolicy) and policy.path == path
+    for key in ("feature_schema_version", "action_layout", "scenario", "training_seed", "git_commit", "algo"):
+        assert policy.metadata.get(key), key
+    sim = Simulator(load_scenario("edge-hetero"))
+    sim.reset(3)
+    while not sim.done:
+        sim.step(policy.decide(sim.snapshot()))
+    summary = sim.metrics.summary()
+    assert summary["tasks"] > 0 and np.isfinite(summary["mean_response_s"])
+
+
+def test_eat_path_spec_loads_another_file(exported):
+    _, path = exported
+    assert policies.make(f"eat:{path}").path == path

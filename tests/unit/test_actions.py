@@ -1,0 +1,108 @@
+"""Action layout: every unmasked action decodes to a placement the simulator accepts."""
+
+import numpy as np
+import pytest
+from aigc_policy import policies
+from aigc_policy.actions import (
+    WAIT,
+    InvalidAction,
+    action_count,
+    action_index,
+    bucket_steps,
+    decode,
+    encode,
+    split_action,
+)
+from aigc_policy.features import Encoder
+from aigc_policy.placement import STEP_BUCKETS, allowed_gang_sizes, min_acceptable_steps
+from aigc_policy.scenario import load_scenario
+from aigc_policy.sim import Simulator
+from aigc_policy.snapshot import GANG_SIZES
+from aigc_policy.synthetic import random_snapshot
+
+
+def test_index_layout_round_trips():
+    n = 7
+    seen = set()
+    for i in range(3):
+        for g in range(len(GANG_SIZES)):
+            for j in range(n):
+                a = action_index(i, g, j, n)
+                assert split_action(a, n) == (i, g, j)
+                seen.add(a)
+    assert seen == set(range(1, action_count(3, n)))
+
+
+@pytest.mark.parametrize("scenario", ["edge-hetero", "eat-reference", "ladts-reference"])
+def test_unmasked_actions_decode_to_valid_placements(scenario):
+    sc = load_scenario(scenario)
+    rng = np.random.default_rng(3)
+    for _ in range(15):
+        snap = random_snapshot(rng, sc.perf, 6, 6, sc.gang_sizes)
+        e = Encoder().encode(snap)
+        for a in np.flatnonzero(e.action_mask[1:]) + 1:
+            for bucket in np.flatnonzero(e.steps_mask[split_action(a, 6)[0]]):
+                p = decode(snap, int(a), int(bucket))
+                task = snap.queue[p.task_index]
+                assert p.gang_size in allowed_gang_sizes(snap, task)
+                assert len(set(p.nodes)) == p.gang_size
+                assert all(snap.nodes[i].up for i in p.nodes)
+                assert min_acceptable_steps(snap.perf, task) <= p.steps <= task.max_steps
+
+
+def test_masked_actions_raise_instead_of_becoming_no_ops():
+    sc = load_scenario("edge-hetero")
+    rng = np.random.default_rng(4)
+    raised = 0
+    for _ in range(10):
+        snap = random_snapshot(rng, sc.perf, 4, 4, sc.gang_sizes)
+        e = Encoder().encode(snap)
+        for a in np.flatnonzero(~e.action_mask[1:]) + 1:
+            task, gang, _ = split_action(int(a), 4)
+            if GANG_SIZES[gang] not in allowed_gang_sizes(snap, snap.queue[task]):
+                continue  # the gang exists but the task forbids its size: the mask is the guard
+            with pytest.raises(InvalidAction):
+                decode(snap, int(a), 0)
+            raised += 1
+    assert raised > 0
+
+
+def test_wait_is_masked_and_refused_without_future_events():
+    sc = load_scenario("edge-hetero")
+    snap = random_snapshot(np.random.default_rng(5), sc.perf, 4, 3, sc.gang_sizes)
+    snap.has_future_events = False
+    assert not Encoder().encode(snap).action_mask[WAIT]
+    with pytest.raises(InvalidAction):
+        decode(snap, WAIT, 0)
+    snap.has_future_events = True
+    assert Encoder().encode(snap).action_mask[WAIT] and decode(snap, WAIT, 0) is None
+
+
+def test_bucket_zero_is_the_fewest_acceptable_steps():
+    sc = load_scenario("edge-hetero")
+    snap = random_snapshot(np.random.default_rng(6), sc.perf, 4, 10, sc.gang_sizes)
+    for task in snap.queue:
+        steps = bucket_steps(snap.perf, task)
+        assert len(steps) == STEP_BUCKETS and steps == sorted(steps)
+        assert steps[0] == min_acceptable_steps(snap.perf, task) and steps[-1] == task.max_steps
+
+
+@pytest.mark.parametrize("scenario", ["edge-hetero", "eat-reference"])
+def test_heuristic_placements_are_expressible(scenario):
+    """BC labels: eft's gangs encode to an unmasked action that decodes to the same gang."""
+    sim, eft = Simulator(load_scenario(scenario)), policies.make("eft")
+    sim.reset(11)
+    checked = 0
+    while not sim.done and checked < 60:
+        snap = sim.snapshot()
+        placement = eft.decide(snap)
+        coded = encode(snap, placement)
+        assert coded is not None
+        if placement is not None and placement.task_index < 32:
+            state = Encoder().encode(snap)
+            assert state.action_mask[coded[0]]
+            again = decode(snap, *coded)
+            assert again.nodes == tuple(sorted(placement.nodes)) and again.steps >= placement.steps
+            checked += 1
+        sim.step(placement)
+    assert checked > 0
