@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 from aigc_api import status as st
 from aigc_api.clock import utcnow
 from aigc_operator.devcluster import LocalCluster
+from operator_harness import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -33,15 +33,6 @@ RELEASE, NS, TASK_NS = "e2e", "e2e-chart", "e2e-chart-tasks"
 OPERATOR, WORKER = f"{RELEASE}-operator", f"{RELEASE}-worker"
 CPU_NODE = "cpu-0"  # a kwok node without the GPU label: no worker may land there
 ALL = "*"  # can-i across all namespaces
-
-
-def _wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := pred():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _json(cluster: LocalCluster, *args: str, kubeconfig: Path | None = None) -> Any:
@@ -74,7 +65,7 @@ def _bind_worker_pods(cluster: LocalCluster, gpu_nodes: list[str]) -> dict[str, 
         return pods if len(pods) >= len(gpu_nodes) else []
 
     pods: dict[str, str] = {}
-    for pod in _wait(created, 60, "the DaemonSet controller to create the worker Pods"):
+    for pod in wait_for(created, 60, "the DaemonSet controller to create the worker Pods"):
         terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         (node,) = terms["nodeSelectorTerms"][0]["matchFields"][0]["values"]
         name = pod["metadata"]["name"]
@@ -162,14 +153,14 @@ def test_install_creates_the_objects(release: Release) -> None:
     deploy = _json(cluster, "-n", NS, "get", "deployment", OPERATOR)
     assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate"
     selector = f"app.kubernetes.io/name=aigc-operator,app.kubernetes.io/instance={RELEASE}"
-    pods = _wait(
+    pods = wait_for(
         lambda: _json(cluster, "-n", NS, "get", "pods", "-l", selector)["items"], 30, "the operator Pod"
     )
     assert len(pods) == 1
 
     # CEL is type-checked against the CRD schema: no warnings means every field path exists.
     for name in (f"{WORKER}-task-status", f"{WORKER}-lease"):
-        vap = _wait(
+        vap = wait_for(
             lambda n=name: (v := _json(cluster, "get", "validatingadmissionpolicy", n)).get("status") and v,
             30,
             f"type checking of {name}",
@@ -185,7 +176,7 @@ def test_worker_pods_land_on_gpu_nodes_only(release: Release) -> None:
         status = _json(cluster, "-n", NS, "get", "daemonset", WORKER)["status"]
         return status if status.get("numberReady") == len(release.gpu_nodes) else None
 
-    status = _wait(ready, 60, "every worker Pod Running on its kwok node")
+    status = wait_for(ready, 60, "every worker Pod Running on its kwok node")
     assert status["desiredNumberScheduled"] == len(release.gpu_nodes)
     for node, pod in release.worker_pods.items():
         assert _json(cluster, "-n", NS, "get", "pod", pod)["spec"]["nodeName"] == node
