@@ -218,7 +218,8 @@ class Audit:
     failed: int
     lost: int  # not Succeeded/Failed at the end
     placed_twice: int  # (task, attempt) seen with two different placements
-    executed_twice: int  # (task, attempt, rank) started more than once on the worker side
+    executed_twice: int  # (task, attempt, rank) run to completion more than once (worker side)
+    interrupted: int  # rank runs that started and never ended (their worker was killed)
     stale_results: int  # Succeeded with a result of an attempt other than the final one
     succeeded_unexecuted: int  # Succeeded without a successful rank-0 run of the final attempt
     re_executions: int  # tasks run under more than one attempt (expected only after faults)
@@ -238,12 +239,17 @@ class Audit:
 
 
 def audit(
-    bodies: dict[str, dict[str, Any]], expected: int, ledger: list[dict[str, Any]], watch: PlacementWatch | None
+    bodies: dict[str, dict[str, Any]],
+    expected: int,
+    ledger: list[dict[str, Any]],
+    watch: PlacementWatch | None,
 ) -> Audit:
-    starts = Counter((e["uid"], e["attempt"], e["rank"]) for e in ledger if e["ev"] == "start")
+    starts = Counter((e["uid"], e["attempt"], e["rank"], e["pid"]) for e in ledger if e["ev"] == "start")
+    ends = Counter((e["uid"], e["attempt"], e["rank"], e["pid"]) for e in ledger if e["ev"] == "end")
+    completed = Counter((e["uid"], e["attempt"], e["rank"]) for e in ledger if e["ev"] == "end")
     ok_rank0 = {(e["uid"], e["attempt"]) for e in ledger if e["ev"] == "end" and e["ok"] and e["rank"] == 0}
     attempts_run: dict[str, set[int]] = defaultdict(set)
-    for uid, attempt, _ in starts:
+    for uid, attempt, _, _ in starts:
         attempts_run[uid].add(attempt)
     phases = Counter(st.phase_of(b) for b in bodies.values())
     stale = unexecuted = unrecorded = 0
@@ -269,11 +275,14 @@ def audit(
         failed=phases[st.FAILED],
         lost=expected - phases[st.SUCCEEDED] - phases[st.FAILED],
         placed_twice=len(watch.placed_twice()) if watch else 0,
-        executed_twice=sum(1 for n in starts.values() if n > 1),
+        executed_twice=sum(1 for n in completed.values() if n > 1),
+        interrupted=sum(max(0, n - ends[key]) for key, n in starts.items()),
         stale_results=stale,
         succeeded_unexecuted=unexecuted,
         re_executions=sum(1 for a in attempts_run.values() if len(a) > 1),
-        max_attempts_seen=max((int(st.status_of(b).get("attempts") or 0) for b in bodies.values()), default=0),
+        max_attempts_seen=max(
+            (int(st.status_of(b).get("attempts") or 0) for b in bodies.values()), default=0
+        ),
         failure_reasons=dict(reasons),
         unrecorded_failures=unrecorded,
     )
@@ -392,3 +401,79 @@ def scenario(
 
 def jitter(rng: random.Random, low: float, high: float) -> float:
     return rng.uniform(low, high)
+
+
+# ------------------------------------------------------------------ small helpers
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`, in Prometheus text format."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def condition(body: dict[str, Any], cond_type: str) -> dict[str, Any]:
+    for cond in st.status_of(body).get("conditions") or ():
+        if cond.get("type") == cond_type:
+            return cond
+    return {}
+
+
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+def set_node_ready(cluster: LocalCluster, node: str, ready: bool) -> None:
+    """NotReady: kwok stops managing the node first, or its node-initialize stage would flip it back."""
+    if not ready:
+        cluster.kubectl("annotate", "node", node, f"{KWOK_ANNOTATION}=paused", "--overwrite")
+    status = "True" if ready else "False"
+    patch = {"status": {"conditions": [{"type": "Ready", "status": status, "reason": "ReliabilityTest"}]}}
+    cluster.kubectl(
+        "patch", "node", node, "--subresource=status", "--type=strategic", "-p", json.dumps(patch)
+    )
+    if ready:
+        cluster.kubectl("annotate", "node", node, f"{KWOK_ANNOTATION}=fake", "--overwrite")
+
+
+def restore_nodes(cluster: LocalCluster) -> None:
+    """Re-create deleted fake nodes and make every one Ready again (kwok re-initializes them)."""
+    cluster.kubectl("apply", "-f", str(cluster.info.dir / "nodes.yaml"))
+    for i in range(cluster.info.nodes):
+        set_node_ready(cluster, f"edge-{i}", True)
+    wait_for(
+        lambda: cluster.kubectl(
+            "get", "nodes", "-l", "aigc.edge.io/gpu-node=true",
+            "-o", 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}',
+        ).stdout.split().count("True") == cluster.info.nodes,
+        60,
+        "all fake nodes Ready again",
+    )  # fmt: skip
+
+
+def running_on(ledger: list[dict[str, Any]], node: str) -> list[dict[str, Any]]:
+    """Ledger `start`s on `node` without their `end`: what its worker is running now."""
+    ended = {(e["uid"], e["attempt"], e["rank"], e["pid"]) for e in ledger if e["ev"] == "end"}
+    return [
+        e
+        for e in ledger
+        if e["ev"] == "start"
+        and e["node"] == node
+        and (e["uid"], e["attempt"], e["rank"], e["pid"]) not in ended
+    ]

@@ -38,7 +38,9 @@ def _wrap(cls: type, path: str, node: str) -> None:
         }
         _append(path, {"ev": "start", "t": time.time(), **base})
         outcome = original(self, rank_run)
-        _append(path, {"ev": "end", "t": time.time(), "ok": outcome.succeeded, "reason": outcome.reason, **base})
+        _append(
+            path, {"ev": "end", "t": time.time(), "ok": outcome.succeeded, "reason": outcome.reason, **base}
+        )
         return outcome
 
     cls.run = run

@@ -71,4 +71,4 @@ def test_operator_sigkill_campaign(rel_cluster: LocalCluster, tmp_path: Path) ->
         assert len(alive_times) >= KILLS
         assert result.zero_loss_and_duplicates(), (result, sc.logs_tail())
         assert result.succeeded == BURST, result
-        assert result.re_executions == 0 and result.max_attempts_seen == 1, result
+        assert result.interrupted == 0 and result.re_executions == 0 and result.max_attempts_seen == 1, result
