@@ -119,7 +119,12 @@ def build_sd(kind: str, work: Path) -> StableDiffusionPipeline:
     """sd15 (conv projections, epsilon), sd21 (linear projections, v-prediction), sd-turbo."""
     second_generation = kind in ("sd21", "sd-turbo")
     unet = _unet(TEXT_WIDTH, use_linear_projection=second_generation)
-    scheduler_config = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+    scheduler_config = {
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "steps_offset": 1,
+    }
     if kind == "sd15":
         scheduler = PNDMScheduler(skip_prk_steps=True, **scheduler_config)
     elif kind == "sd21":
@@ -155,7 +160,9 @@ def build_sdxl(work: Path) -> StableDiffusionXLPipeline:
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+        scheduler=EulerDiscreteScheduler(
+            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1
+        ),
     )
 
 

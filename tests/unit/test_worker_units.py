@@ -85,3 +85,24 @@ def test_worker_catalog_accepts_sd3_medium_and_keeps_shared_validation() -> None
 def test_gloo_peer_loss_is_recognised() -> None:
     assert is_collective_failure(RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer"))
     assert not is_collective_failure(ValueError("Connection closed"))
+
+
+def test_simulated_execution_sleeps_the_scenario_service_time(tmp_path) -> None:
+    from aigc_api.spec import GenerationRequest
+    from aigc_policy.scenario import load_scenario
+    from aigc_worker.execution import RankRun
+    from aigc_worker.metrics import WorkerMetrics
+    from aigc_worker.simulate import SimulatedExecutor
+
+    perf = load_scenario("edge-hetero").perf
+    slept: list[float] = []
+    executor = SimulatedExecutor(perf, "a100", DirectoryStore(tmp_path), WorkerMetrics(), sleep=slept.append)
+    request = GenerationRequest("sd15", "a cat", "", 512, 512, None, 1)
+    run = RankRun("ns", "t", "uid", 1, 0, ("edge-0",), 20, request)
+    assert executor.run(run).succeeded and executor.run(run).succeeded  # cold, then warm
+    step = perf.step_seconds("a100", "sd15", 512, 512, 1)
+    assert slept == pytest.approx([perf.load_seconds("a100", "sd15", 1), 20 * step, 20 * step])
+    unknown = RankRun(
+        "ns", "u", "uid", 1, 0, ("edge-0",), 20, GenerationRequest("nope", "x", "", 512, 512, None, 1)
+    )
+    assert executor.run(unknown).reason == "UnknownModel"
