@@ -131,7 +131,7 @@ def _tiny_catalog(state: Path) -> Path:
     models = devcluster.cache_dir() / f"tiny-models-v{TINY_MODELS_VERSION}"
     if not (models / ".complete").exists():
         shutil.rmtree(models, ignore_errors=True)
-        _run_cli("worker", "make-tiny-models", "--out", str(models), "--kinds", ",".join(DEMO_MODELS.values()))
+        _run_cli("worker", "make-tiny-models", "--out", str(models))
         (models / ".complete").touch()
     entries = [
         {"name": name, "source": (models / f"tiny-{kind}").as_uri(), "pipeline": kind, "vramGb": 0.5}
@@ -199,10 +199,13 @@ def _start_workers(
         argv = [
             "worker", "run",
             "--node", node,
-            "--namespace", NAMESPACE,
+            "--namespace", TASK_NAMESPACE,
+            "--lease-namespace", NAMESPACE,
             "--catalog", str(catalog),
-            "--results", str(state / "results"),
+            "--local-files-only",
+            "--results-dir", str(state / "results"),
             "--device", "cpu",
+            "--advertise-host", "127.0.0.1",
             "--metrics-port", str(metrics_port),
         ]  # fmt: skip
         processes.append(_spawn(f"worker-{node}", state, argv, env))
@@ -236,7 +239,7 @@ def _wait_for(info: ClusterInfo, names: list[str], timeout: float) -> list[TaskR
 
     deadline = time.monotonic() + timeout
     wanted = set(names)
-    with tqdm(total=len(names), desc="tasks finished", unit="task") as bar:
+    with tqdm(total=len(names), desc="tasks finished", unit="task", mininterval=5.0) as bar:
         while True:
             items = json.loads(_kubectl(info, "get", "aigct", "-n", TASK_NAMESPACE, "-o", "json"))["items"]
             mine = [i for i in items if i["metadata"]["name"] in wanted]

@@ -89,7 +89,8 @@ class Worker:
         self._held: dict[TaskKey, HeldRank] = {}
         self._running: HeldRank | None = None
         self._lock = threading.Lock()
-        self._changed = threading.Event()
+        self._changed = threading.Event()  # the set of tasks placed here changed
+        self._queued = threading.Event()  # a rank was added to the held queue
         self._started_at = utcnow()
         self._groups: dict[str, tuple[str, ...]] = {}  # model -> nodes of the last gang that ran it
 
@@ -209,6 +210,7 @@ class Worker:
         with self._lock:
             self._held[key] = HeldRank(decided, key, run, placement.estimated_service_millis / 1000)
             self.on_queue(len(self._held))
+        self._queued.set()
 
     def _snapshot(self) -> dict[TaskKey, dict[str, Any]]:
         with self._lock:
@@ -342,18 +344,29 @@ class Worker:
         self.recover()
         threading.Thread(target=self.watch_forever, args=(stop,), name="task-watch", daemon=True).start()
         threading.Thread(target=self._heartbeat_forever, args=(stop,), name="heartbeat", daemon=True).start()
+        # Claiming runs beside execution: a placement queued behind a long task is still claimed
+        # (and heartbeated) at once, so the operator never mistakes a busy worker for a dead one.
+        threading.Thread(target=self._claim_forever, args=(stop,), name="claim", daemon=True).start()
         while not stop.is_set():
-            self._changed.clear()
             try:
-                self.accept_new()
                 ran = self.run_next()
             except Exception:
                 log.exception("worker loop error; continuing")
                 ran = False
             if not ran:
-                self._changed.wait(self.config.idle_wait_s)
+                self._queued.wait(self.config.idle_wait_s)
+                self._queued.clear()
         for held in list(self._held.values()):
             self._write(lambda h=held: self.claims.release(h.key[0], h.key[1], h.run.attempt, h.run.rank))
+
+    def _claim_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._changed.wait(self.config.idle_wait_s)
+            self._changed.clear()
+            try:
+                self.accept_new()
+            except Exception:
+                log.exception("claim loop error; continuing")
 
     def _heartbeat_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
