@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=16)
     parser.add_argument("--time-scale", type=float, default=0.02, help="simulate workers' sleep scale")
     parser.add_argument("--policy", default="eat-greedy")
+    parser.add_argument(
+        "--claim-timeout", type=float, default=60.0, help="operator --claim-timeout (its default)"
+    )
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
@@ -132,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             "placed_twice": result.placed_twice,
             "executed_twice": result.executed_twice,
             "re_executions": result.re_executions,
+            "failure_reasons": result.failure_reasons,
+            "max_attempts_seen": result.max_attempts_seen,
         }
         print(json.dumps(figures, indent=2))
         if args.out:
