@@ -27,6 +27,10 @@ BUILTIN: dict[str, str] = {
     "eat": "aigc_policy.onnx_policy:eat",  # eat:PATH for another ONNX file; default: the shipped one
     "dsac": "aigc_policy.onnx_policy:dsac",
     "sac": "aigc_policy.onnx_policy:sac",
+    "ladts": "aigc_policy.rl.ts_onnx:ladts",  # ladts:PATH for another ONNX file; default: the shipped one
+    "d2sac": "aigc_policy.rl.ts_onnx:d2sac",
+    "sac-ts": "aigc_policy.rl.ts_onnx:sac_ts",
+    "dqn": "aigc_policy.rl.ts_onnx:dqn",
 }
 _registered: dict[str, Factory] = {}
 

@@ -56,6 +56,7 @@ EVAL_SEED_BASE = 10_000  # evaluation arrivals never overlap training ones
 class TrainConfig:
     algo: str = "ladts"
     episodes: int = 60
+    max_minutes: float | None = None  # wall-clock cap: stop after the episode that crosses it
     seed: int = 0
     buffer: int = 1000
     warmup: int = 300
@@ -235,7 +236,10 @@ def train(scenario: Scenario, cfg: TrainConfig,
     collector = Collector(replay, n_nodes, cfg.quirks)
     sim = Simulator(scenario, seed=cfg.seed)
     logs: list[EpisodeLog] = []
+    deadline = None if cfg.max_minutes is None else time.monotonic() + 60.0 * cfg.max_minutes
     for episode in range(cfg.episodes):
+        if deadline is not None and time.monotonic() > deadline:
+            break
         started = time.monotonic()
         snap = sim.reset(cfg.seed * 1_000_003 + episode)
         sched.new_episode()
@@ -291,6 +295,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the LAD-TS family; --scenario, --out, --seed, --batch, --threads come from rl/train.py."""
     group = parser.add_argument_group("LAD-TS family (--algo ladts, d2sac, sac-ts, dqn)")
     group.add_argument("--episodes", type=int, default=60, help="training episodes (paper: LAD-TS converges in ~60)")
+    group.add_argument("--max-minutes", type=float, default=None, help="wall-clock cap on training")
     group.add_argument("--quirk", action="append", choices=QUIRKS, default=[],
                        help="reproduce a reference-code defect (repeatable); all fixed by default")
     group.add_argument("--update-every", type=int, default=25,
@@ -305,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    cfg = TrainConfig(algo=args.algo, episodes=args.episodes, seed=args.seed, batch=args.batch,
+    cfg = TrainConfig(algo=args.algo, episodes=args.episodes, max_minutes=args.max_minutes, seed=args.seed,
+                      batch=args.batch,
                       update_every=args.update_every, per_agent=not args.shared_agent, quirks=tuple(args.quirk))
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "train.jsonl"
@@ -317,13 +323,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"episode {entry.episode:3d}  mean delay {entry.mean_delay_s:7.3f} s  updates {entry.updates}  "
               f"{entry.seconds:5.1f} s", flush=True)
 
-    model, sched, _ = train(scenario, cfg, progress)
+    model, sched, logs = train(scenario, cfg, progress)
     n_agents = agent_count(scenario, cfg.per_agent)
     path = args.out / f"{args.algo}-{scenario.name}.onnx"
     export(path, args.algo, model, metadata(args.algo, scenario, n_agents, model, cfg.quirks))
     seeds = [EVAL_SEED_BASE + i for i in range(args.eval_seeds)]
     delays = evaluate(scenario, sched, seeds)
-    summary = {"algo": args.algo, "scenario": scenario.name, "seed": args.seed, "episodes": args.episodes,
+    summary = {"algo": args.algo, "scenario": scenario.name, "seed": args.seed, "episodes": len(logs),
                "update_every": args.update_every,
                "quirks": list(cfg.quirks), "eval_seeds": seeds, "eval_mean_delay_s": delays,
                "mean": float(np.mean(delays)), "std": float(np.std(delays)), "onnx": str(path)}
