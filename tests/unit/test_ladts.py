@@ -51,7 +51,7 @@ class RecordingBrain:
         self.seen: list[np.ndarray] = []
 
     def scores(self, obs, latent, noise):  # noqa: ANN001, ANN201
-        self.seen.append(latent.copy())
+        self.seen.append(np.array(latent[0]))
         return self.out
 
     def choose(self, scores, mask, explore, rng):  # noqa: ANN001, ANN201

@@ -4,8 +4,9 @@ Model inputs:  state [B, S] float32, agent [B] int64, mask [B, N] bool,
                and for the diffusion actors latent [B, N] float32 (x_I) and noise [B, I-1, N] float32.
 Model outputs: scores [B, N] (action probabilities, or masked Q-values for DQN-TS),
                and for LAD-TS memory [B, N]: the value to store under the task's memory key.
-The runner owns the latent memory (ts_env.LatentMemory, keyed as documented in ts_env) and feeds
-zero noise: the deterministic (posterior-mean) chain and an arg-max, the greedy evaluation.
+The runner owns the latent memory (ts_env.LatentMemory, keyed as documented in ts_env); greedy
+decisions take the arg-max of the action distribution averaged over ts_env.GREEDY_CHAIN_SAMPLES
+draws of the chain noise, run as one batch.
 Metadata (JSON under "ladts"): algo, n_agents, n_nodes, node_classes, latent, noise_steps, quirks.
 """
 
@@ -61,13 +62,13 @@ class OnnxBrain:
         self.inputs = {i.name for i in sess.get_inputs()}
 
     def scores(self, obs: Observation, latent: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
-        feed = {"state": obs.state[None], "agent": np.array([obs.agent], np.int64), "mask": obs.mask[None],
-                **self.extra}
+        draws = 1 if noise is None else len(noise)
+        feed = {"state": np.repeat(obs.state[None], draws, 0), "agent": np.full(draws, obs.agent, np.int64),
+                "mask": np.repeat(obs.mask[None], draws, 0), **self.extra}
         if "latent" in self.inputs:
-            feed["latent"] = latent[None]
-            feed["noise"] = (np.zeros((1, self.noise_steps, len(obs.mask)), np.float32) if noise is None
-                             else noise[None])
-        return self.sess.run(["scores"], feed)[0][0]
+            feed["latent"] = np.ascontiguousarray(latent, np.float32)
+            feed["noise"] = noise
+        return self.sess.run(["scores"], feed)[0].mean(0)
 
     def choose(self, scores: np.ndarray, mask: np.ndarray, explore: bool, rng: np.random.Generator) -> int:
         if self.value_based:
