@@ -181,3 +181,24 @@ def test_onnx_parity_with_memory_input(algo: str, small_ladts, tmp_path) -> None
     if algo == "ladts":  # the memory output is what the runner stores: the action distribution
         np.testing.assert_allclose(outputs[1], outputs[0])
         assert "latent" in names and "memory" in {o.name for o in sess.get_outputs()}
+
+
+def test_reference_quirks_reproduce() -> None:
+    """Every reference defect flag runs, and alpha_collapse sets the unreachable target -1."""
+    from aigc_policy.rl.ts_env import stale_next_state
+    from aigc_policy.rl.ts_train import QUIRKS, Collector
+
+    sc = load_scenario("ladts-reference")
+    sc = replace(sc, nodes=(sc.nodes[0], sc.nodes[17]), arrivals={**sc.arrivals, "slots": 3, "per_node": [1, 10]})
+    model, sched, _ = train(sc, TrainConfig(algo="ladts", episodes=2, warmup=8, update_every=2, quirks=QUIRKS))
+    assert model.target_entropy == -1.0
+    assert sched.keep_memory and not sched.observer.cfg.slot_load
+    state = np.arange(state_dim(2), dtype=np.float32) + 1
+    stale = stale_next_state(state, 2)
+    assert not stale[2:6].any() and (stale[:2] == state[:2]).all() and (stale[6:] == state[6:]).all()
+    from aigc_policy.rl.ts_nets import AgentReplay
+
+    collector = Collector(AgentReplay(1, 10, state_dim(2), 2), 2, ("no_done",))
+    collector.pending[0] = ("decision", -1.0)  # type: ignore[assignment]
+    collector.end_episode()
+    assert collector.pending and collector.replay.size[0] == 0
