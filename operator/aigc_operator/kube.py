@@ -82,4 +82,5 @@ class KubeApi:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        self._core.create_namespaced_event(meta["namespace"], body)
+        # The response is not needed: skip the client's (slow) model deserialisation.
+        self._core.create_namespaced_event(meta["namespace"], body, _preload_content=False).release_conn()

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,7 +31,7 @@ from aigc_operator.gpu_metrics import MetricsReading
 from aigc_operator.kube import KubeApi, is_conflict, is_gone
 from aigc_operator.policy_loader import LoadedPolicy, PolicySet
 from aigc_operator.settings import OperatorSettings
-from aigc_operator.store import NodeStore, TaskStore
+from aigc_operator.store import NodeStore, PlacedLoad, TaskStore
 from aigc_operator.telemetry import Telemetry
 from aigc_operator.view import MetricsHealth, build_node_states, metrics_health
 
@@ -78,6 +78,7 @@ class Placer:
         self._wake = asyncio.Event()
         self._wake_at: float | None = None  # epoch s when a waiting policy may place again
         self._write_slots = asyncio.Semaphore(settings.api_concurrency)
+        self._writes: set[asyncio.Task[None]] = set()  # in flight; the loop does not wait for them
 
     def notify(self) -> None:
         self._wake.set()
@@ -131,7 +132,7 @@ class Placer:
             return False
         specs: list[TaskSpec] = []
         key_of: dict[str, str] = {}
-        rejected = []
+        body_of: dict[str, dict[str, Any]] = {}
         for key in keys:
             body = self.tasks.get(key)
             if body is None or st.is_terminal(body):
@@ -140,20 +141,16 @@ class Placer:
             try:
                 spec = parse_task_spec(body)
             except SpecError as exc:
-                rejected.append(self._fail(key, body, st.INVALID_SPEC, str(exc)))
+                self._spawn(self._fail(key, body, st.INVALID_SPEC, str(exc)))
                 continue
             if self.catalog is not None and spec.model not in self.catalog:
                 known = ", ".join(self.catalog.names)
-                rejected.append(
-                    self._fail(
-                        key, body, st.UNKNOWN_MODEL, f"model {spec.model!r} is not in the catalog ({known})"
-                    )
-                )
+                reason = f"model {spec.model!r} is not in the catalog ({known})"
+                self._spawn(self._fail(key, body, st.UNKNOWN_MODEL, reason))
                 continue
             specs.append(spec)
             key_of[spec.id] = key
-        if rejected:
-            await asyncio.gather(*rejected)
+            body_of[key] = body
         if not specs:
             return self.tasks.has_takeable(now.timestamp())
 
@@ -173,23 +170,26 @@ class Placer:
             self.perf,
             now.timestamp(),
         )
-        writes = [
-            self._write_placement(key_of[d.task.id], d, policy, fallback_reason, health)
-            for d in outcome.decisions
-        ]
+        for decision in outcome.decisions:
+            key = key_of[decision.task.id]
+            load = PlacedLoad(
+                decision.nodes, decision.task.model, decision.service_s, now.timestamp(), frozenset()
+            )
+            self.tasks.hold(key, load)
+            self._spawn(self._write_placement(key, body_of[key], decision, policy, fallback_reason, health))
         reason, message = (
             (REASON_UNSCHEDULABLE, "no GPU node class can run this model/size/gang combination")
             if node_states
             else (REASON_NO_NODES, "no Ready GPU node with a live worker")
         )
-        writes += [self._write_unschedulable(key_of[t.id], reason, message) for t in outcome.unplaceable]
+        for task in outcome.unplaceable:
+            self._spawn(self._write_unschedulable(key_of[task.id], reason, message))
         for task in outcome.waiting:
             self.tasks.done(key_of[task.id], placed=False)
         if outcome.waiting:
             # The policy waits for a node to free up: look again when the first one does.
             busy_until = [n.free_at for n in outcome.nodes if n.free_at > now.timestamp()]
             self._wake_at = min(busy_until, default=None)
-        await asyncio.gather(*writes)
         progressed = bool(outcome.decisions or outcome.unplaceable)
         return progressed and self.tasks.has_takeable(utcnow().timestamp())
 
@@ -214,18 +214,40 @@ class Placer:
         async with self._write_slots:
             return await asyncio.get_running_loop().run_in_executor(self.executors.api, fn, *args)
 
+    def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def drain_writes(self) -> None:
+        """Wait for the writes in flight (tests; a stopping operator just abandons them)."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
     async def _write_placement(
         self,
         key: str,
+        body: dict[str, Any],
         decision: Decision,
         policy: LoadedPolicy,
         fallback_reason: str | None,
         health: MetricsHealth,
     ) -> None:
-        body = self.tasks.get(key)
-        if body is None:
-            self.tasks.done(key, placed=True)
-            return
+        """Write the decision made on `body` (that version: the patch carries its resourceVersion)."""
+        try:
+            await self._write_placement_guarded(key, body, decision, policy, fallback_reason, health)
+        finally:
+            self.tasks.unhold(key)
+
+    async def _write_placement_guarded(
+        self,
+        key: str,
+        body: dict[str, Any],
+        decision: Decision,
+        policy: LoadedPolicy,
+        fallback_reason: str | None,
+        health: MetricsHealth,
+    ) -> None:
         now = utcnow()
         attempt = int(st.status_of(body).get("attempts") or 0) + 1
         record = st.PlacementRecord(

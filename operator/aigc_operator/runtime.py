@@ -48,7 +48,9 @@ class Runtime:
             api=ThreadPoolExecutor(settings.api_concurrency, thread_name_prefix="aigc-api"),
             decide=ThreadPoolExecutor(1, thread_name_prefix="aigc-decide"),
         )
-        self.events = EventRecorder(self._post_event, self.executors.api)
+        # Events get their own threads so a burst of them never delays a placement write.
+        self._event_pool = ThreadPoolExecutor(EVENT_POSTERS, thread_name_prefix="aigc-events")
+        self.events = EventRecorder(self._post_event, self._event_pool)
         self.placer = Placer(
             settings,
             self.tasks,
@@ -91,6 +93,7 @@ class Runtime:
         await asyncio.gather(*self._background, return_exceptions=True)
         self.executors.api.shutdown(wait=False, cancel_futures=True)
         self.executors.decide.shutdown(wait=False, cancel_futures=True)
+        self._event_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _poll_workers(self) -> None:
         loop = asyncio.get_running_loop()

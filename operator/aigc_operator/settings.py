@@ -34,7 +34,7 @@ class OperatorSettings:
     gpu_node_label: str = "aigc.edge.io/gpu-node=true"
     gpu_class_label: str = "aigc.edge.io/gpu-class"
     require_worker: bool = True
-    api_concurrency: int = 8
+    api_concurrency: int = 16
     events: bool = True
     peering: str | None = None  # None: standalone (one replica, Recreate)
     log_format: str = "json"

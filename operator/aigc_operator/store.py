@@ -60,6 +60,7 @@ class TaskStore:
         self._due: dict[str, float] = {}  # placed, active key -> epoch s when it needs a review
         self._loads: dict[str, PlacedLoad] = {}  # placed, active key -> its load
         self._deferred: dict[str, float] = {}  # pending key -> epoch s before which it is skipped
+        self._held: dict[str, PlacedLoad] = {}  # decided, write in flight: counts as load already
 
     def __len__(self) -> int:
         return len(self._bodies)
@@ -168,10 +169,18 @@ class TaskStore:
             self._due[key] = 0.0
 
     def placed_loads(self) -> Iterator[PlacedLoad]:
-        """Loads of non-terminal placed tasks not queued for a new attempt."""
+        """Loads of non-terminal placed tasks not queued for a new attempt, and of decisions
+        whose write is still in flight."""
         for key, load in self._loads.items():
             if key not in self._pending:
                 yield load
+        yield from self._held.values()
+
+    def hold(self, key: str, load: PlacedLoad) -> None:
+        self._held[key] = load
+
+    def unhold(self, key: str) -> None:
+        self._held.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,9 +100,11 @@ def build_node_states(
             reported[info.name] = (worker.renew_time.timestamp(), free_at)
         else:
             reported[info.name] = None
-    shadow: dict[str, list[tuple[float, float]]] = {}
+    shadow: dict[str, list[tuple[float, float]]] = {name: [] for name in states}
+    # Residency in LRU order as an ordered set: the worker loads the model of each unreported task.
+    resident: dict[str, dict[Resident, None]] = {n: dict.fromkeys(s.resident) for n, s in states.items()}
     for load in loads:
-        group = tuple(sorted(load.nodes))
+        group: tuple[str, ...] | None = None
         for rank, name in enumerate(load.nodes):
             state = states.get(name)
             if state is None:
@@ -110,13 +112,15 @@ def build_node_states(
             state.inflight += 1
             report = reported[name]
             if report is None or rank not in load.claimed_ranks or load.decided_at > report[0]:
-                shadow.setdefault(name, []).append((load.decided_at, load.service_s))
-                # The worker loads the model for this task: count it resident (most recent last).
-                resident = Resident(load.model, group)
-                state.resident = [r for r in state.resident if r != resident] + [resident]
+                shadow[name].append((load.decided_at, load.service_s))
+                group = group or tuple(sorted(load.nodes))
+                entry = Resident(load.model, group)
+                resident[name].pop(entry, None)
+                resident[name][entry] = None
     for name, state in states.items():
         report = reported[name]
-        state.free_at = max(now_s, _drain_time(report[1] if report else 0.0, shadow.get(name, [])))
+        state.free_at = max(now_s, _drain_time(report[1] if report else 0.0, shadow[name]))
+        state.resident = list(resident[name])
     return list(states.values())
 
 

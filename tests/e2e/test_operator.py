@@ -14,17 +14,9 @@ from pathlib import Path
 
 import pytest
 from aigc_operator.devcluster import LocalCluster
+from aigc_operator.devharness import DcgmExporter, OperatorProcess, publish_worker_leases, wait_for
 from aigc_operator.policy_loader import load_policies
-from operator_harness import (
-    DcgmExporter,
-    OperatorProcess,
-    create_tasks,
-    events_for,
-    list_tasks,
-    publish_worker_leases,
-    task_doc,
-    wait_for,
-)
+from operator_harness import create_tasks, events_for, list_tasks, task_doc
 
 pytestmark = pytest.mark.e2e
 

@@ -66,6 +66,13 @@ def run(coro):  # noqa: ANN001, ANN201
     return asyncio.run(coro)
 
 
+async def batch(placer: Placer) -> bool:
+    """One batch with its writes finished (the loop itself does not wait for them)."""
+    more = await placer.place_batch()
+    await placer.drain_writes()
+    return more
+
+
 def counter(placer: Placer, name: str, **labels: str) -> float:
     return placer.telemetry.registry.get_sample_value(name, labels) or 0.0
 
@@ -74,7 +81,7 @@ def test_places_each_task_once_with_policy_record() -> None:
     api = FakeApi()
     placer = make_placer(api)
     keys = [submit(api, placer, make_task(f"t{i}", model="sd-turbo", steps=4)) for i in range(5)]
-    while run(placer.place_batch()):
+    while run(batch(placer)):
         pass
     for key in keys:
         body = api.objects[key]
@@ -91,7 +98,7 @@ def test_shadow_load_spreads_a_burst() -> None:
     placer = make_placer(api)
     for i in range(12):
         submit(api, placer, make_task(f"t{i}", model="sd15", steps=50))
-    run(placer.place_batch())
+    run(batch(placer))
     used = {st.parse_placement(b).nodes for b in api.objects.values()}
     assert len({n for gang in used for n in gang}) >= 2
 
@@ -101,10 +108,10 @@ def test_conflict_rereads_and_never_double_places() -> None:
     placer = make_placer(api)
     key = submit(api, placer, make_task("t0"))
     api.conflict_next.add(key)
-    run(placer.place_batch())
+    run(batch(placer))
     assert api.patches == [] and placer.tasks.is_pending(key)
     assert counter(placer, "aigc_scheduler_schedule_attempts_total", result="conflict") == 1
-    run(placer.place_batch())
+    run(batch(placer))
     assert [k for k, _ in api.patches] == [key]
     assert st.parse_placement(api.objects[key]).attempt == 1
     # A stale copy of the task (older resourceVersion) cannot be placed again.
@@ -117,7 +124,7 @@ def test_unknown_model_fails_fast() -> None:
     api = FakeApi()
     placer = make_placer(api)
     key = submit(api, placer, make_task("t0", model="no-such-model"))
-    run(placer.place_batch())
+    run(batch(placer))
     body = api.objects[key]
     assert st.phase_of(body) == st.FAILED and body["status"]["failure"]["reason"] == st.UNKNOWN_MODEL
 
@@ -127,7 +134,7 @@ def test_prometheus_down_falls_back_and_says_so() -> None:
     placer = make_placer(api)
     placer.reading = MetricsReading(up=False, taken_at=time.monotonic(), error="ConnectionError: refused")
     key = submit(api, placer, make_task("t0"))
-    run(placer.place_batch())
+    run(batch(placer))
     body = api.objects[key]
     assert st.parse_placement(body).fallback_reason == "PrometheusUnavailable"
     metrics = cond.find_condition(body["status"]["conditions"], cond.METRICS_AVAILABLE)
@@ -142,7 +149,7 @@ def test_stale_everywhere_falls_back_stale_node_is_flagged() -> None:
         up=True, taken_at=time.monotonic(), nodes={"edge-0": NodeSample(age_s=600)}
     )
     submit(api, placer, make_task("t0"))
-    run(placer.place_batch())
+    run(batch(placer))
     body = next(iter(api.objects.values()))
     assert st.parse_placement(body).fallback_reason == "MetricsStale"
     placer.reading = MetricsReading(
@@ -151,7 +158,7 @@ def test_stale_everywhere_falls_back_stale_node_is_flagged() -> None:
         nodes={"edge-0": NodeSample(age_s=600), "edge-1": NodeSample(age_s=1)},
     )
     key = submit(api, placer, make_task("t1", model="sdxl", width=1024, height=1024, steps=20, gangSizes=[1]))
-    run(placer.place_batch())
+    run(batch(placer))
     body = api.objects[key]
     placement = st.parse_placement(body)
     assert placement.fallback_reason is None
@@ -164,7 +171,7 @@ def test_missing_policy_uses_fallback() -> None:
     placer = make_placer(api, policy="eat:/nonexistent/policy.onnx")
     assert placer.policies.primary is None and placer.policies.error
     key = submit(api, placer, make_task("t0"))
-    run(placer.place_batch())
+    run(batch(placer))
     assert st.parse_placement(api.objects[key]).fallback_reason == "PolicyUnavailable"
 
 
@@ -175,7 +182,7 @@ def test_unplaceable_task_does_not_block_the_queue() -> None:
         api, placer, make_task("a-big", model="sdxl", width=1024, height=1024, steps=20, gangSizes=[8])
     )
     ok = submit(api, placer, make_task("b-ok", created="2026-01-02T03:04:06Z"))
-    while run(placer.place_batch()):
+    while run(batch(placer)):
         pass
     assert st.parse_placement(api.objects[ok]) is not None
     blocked_body = api.objects[blocked]
@@ -199,13 +206,13 @@ def test_expired_claim_is_replaced_then_fails_after_max_attempts() -> None:
     api = FakeApi()
     placer = make_placer(api, max_attempts=2, heartbeat_ttl_s=30.0)
     key = submit(api, placer, make_task("t0"))
-    run(placer.place_batch())
+    run(batch(placer))
     old = format_time(utcnow() - timedelta(seconds=120))
     _claim(api, key, 0, old)
     placer.tasks.observe(api.get_task("ns", "t0"))
     run(placer.review())
     assert placer.tasks.replacement_reason(key).startswith(st.CLAIM_EXPIRED)
-    run(placer.place_batch())
+    run(batch(placer))
     body = api.objects[key]
     assert st.parse_placement(body).attempt == 2 and body["status"]["claims"] == []
     assert "ClaimExpired" in cond.find_condition(body["status"]["conditions"], cond.SCHEDULED)["message"]
@@ -220,12 +227,12 @@ def test_lost_node_replaces_and_worker_failure_is_honoured() -> None:
     api = FakeApi()
     placer = make_placer(api)
     key = submit(api, placer, make_task("t0"))
-    run(placer.place_batch())
+    run(batch(placer))
     first = st.parse_placement(api.objects[key]).nodes
     placer.nodes.observe(make_node(first[0], "a100" if first[0] == "edge-0" else "l4", ready=False))
     placer.tasks.review_all_now()
     run(placer.review())
-    run(placer.place_batch())
+    run(batch(placer))
     second = st.parse_placement(api.objects[key])
     assert second.attempt == 2 and first[0] not in second.nodes
     body = api.objects[key]
@@ -242,5 +249,5 @@ def test_require_worker(require_worker: bool) -> None:
     api = FakeApi()
     placer = make_placer(api, require_worker=require_worker)
     key = submit(api, placer, make_task("t0"))
-    run(placer.place_batch())
+    run(batch(placer))
     assert (st.parse_placement(api.objects[key]) is None) == require_worker
