@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from aigc_operator import settings as settings_mod
 from aigc_policy.cli import UsageError
 
