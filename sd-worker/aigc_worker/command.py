@@ -172,6 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
     worker = Worker(api, executor, config, on_queue=metrics.queue_length.set)
     if not args.simulate:
         executor.gang.wait_for_rendezvous = worker.wait_for_rendezvous
+        executor.gang.gang_problem = worker.gang_problem
     metrics.serve(args.metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from aigc_api import status as st
@@ -79,6 +80,9 @@ class GangSettings:
     store: TCPStore | None = None  # this worker's own store, used when it is rank 0
     # Blocks until rank 0's host:port is published (or raises GangError) for ranks > 0.
     wait_for_rendezvous: Callable[[RankRun], str] = field(default=lambda run: "")
+    # None while the attempt is current and every member's claim is alive, else why not. Unset:
+    # members wait for each other at most `timeout_s`.
+    gang_problem: Callable[[RankRun], str | None] | None = None
 
 
 class Executor:
@@ -181,7 +185,13 @@ class Executor:
         address = "" if run.rank == 0 else self.gang.wait_for_rendezvous(run)
         namespace = f"{run.uid}/{run.attempt}"
         with joined_gang(
-            layout, own_store, address, namespace, self.gang.backend, self.gang.timeout_s
+            layout,
+            own_store,
+            address,
+            namespace,
+            self.gang.backend,
+            self.gang.timeout_s,
+            still_wanted=None if self.gang.gang_problem is None else partial(self.gang.gang_problem, run),
         ) as gang:
             return generate(model, job, gang)
 

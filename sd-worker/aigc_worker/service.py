@@ -301,6 +301,22 @@ class Worker:
             st.RENDEZVOUS_FAILED, f"rank 0 did not claim within {self.config.rendezvous_timeout_s}s"
         )
 
+    def gang_problem(self, run: RankRun) -> str | None:
+        """Why this rank should stop waiting for its gang, or None while it should keep waiting."""
+        body = self.api.get(run.namespace, run.name)
+        placement = st.parse_placement(body)
+        if placement is None or placement.attempt != run.attempt or st.is_terminal(body):
+            return f"attempt {run.attempt} is no longer current"
+        if st.current_failure(body):
+            return f"attempt {run.attempt} already failed"
+        ttl = timedelta(seconds=3 * self.config.heartbeat_s)
+        lost = st.expired_ranks(body, utcnow(), ttl, timedelta(seconds=self.config.rendezvous_timeout_s))
+        if lost:
+            return "gang members stopped answering: " + ", ".join(
+                f"rank {r} {why}" for r, why in sorted(lost.items())
+            )
+        return None
+
     # ---------------------------------------------------------------- liveness
 
     def heartbeat(self) -> None:

@@ -6,7 +6,8 @@ after `timeout` instead of hanging, and the attempt can be failed with a clear r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,17 +57,22 @@ def joined_gang(
     namespace: str,
     backend: str,
     timeout_s: float,
+    still_wanted: Callable[[], str | None] | None = None,
 ) -> Iterator[Gang]:
     """The default process group for one gang run; torn down on exit whatever happened.
 
     `store` is rank 0's own (from `open_store`); other ranks pass None and connect to `address`.
     `namespace` (task and attempt) keeps keys of successive gangs on one store apart.
+    With `still_wanted`, members first wait for each other for as long as it returns None (see
+    `await_members`), so `timeout_s` only bounds forming the group once everyone is there.
     """
     timeout = timedelta(seconds=timeout_s)
     try:
         if store is None:
             host, port = parse_address(address)
             store = TCPStore(host, port, is_master=False, timeout=timeout)
+        if still_wanted is not None:
+            await_members(store, namespace, layout.rank, layout.world_size, still_wanted)
         dist.init_process_group(
             backend,
             store=PrefixStore(namespace, store),
@@ -93,6 +99,35 @@ def joined_gang(
         raise
     finally:
         _leave()
+
+
+def await_members(
+    store: TCPStore,
+    namespace: str,
+    rank: int,
+    world_size: int,
+    still_wanted: Callable[[], str | None],
+    poll_s: float = 0.2,
+    check_every_s: float = 5.0,
+) -> None:
+    """Announce this rank and wait until every rank of the gang has announced itself.
+
+    Members reach a gang task at different times: each runs its node's queue in placement order,
+    so one may still be busy with earlier work. There is no fixed deadline; instead, every
+    `check_every_s` `still_wanted()` is asked, and a message from it (the attempt ended, a member's
+    claim stopped heartbeating) fails the wait with RendezvousFailed.
+    """
+    prefix = f"{namespace}/arrived/"
+    store.set(prefix + str(rank), "1")
+    keys = [prefix + str(r) for r in range(world_size)]
+    next_check = time.monotonic() + check_every_s
+    while not store.check(keys):
+        if time.monotonic() >= next_check:
+            problem = still_wanted()
+            if problem is not None:
+                raise GangError(RENDEZVOUS_FAILED, problem)
+            next_check = time.monotonic() + check_every_s
+        time.sleep(poll_s)
 
 
 def is_collective_failure(exc: BaseException) -> bool:
