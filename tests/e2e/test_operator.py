@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -334,38 +335,31 @@ def test_corrupt_policy_file_still_schedules_with_fallback(env: Env) -> None:
 
 
 def test_operator_killed_mid_burst_loses_nothing_and_places_once(env: Env) -> None:
-    count = 60
-    create_tasks(env.cluster, [task_doc(f"restart-{i:03d}", TASK_NS) for i in range(count)])
-    wait_for(
-        lambda: (
-            sum(placed(t) for n, t in list_tasks(env.cluster, TASK_NS).items() if n.startswith("restart-"))
-            >= 10
-        ),
-        30,
-        "some placed",
-    )
+    count = 150
+    docs = [task_doc(f"restart-{i:03d}", TASK_NS) for i in range(count)]
+    # kubectl creates them one by one while the operator places them; the kill lands mid-burst and
+    # the rest of the burst is created while no operator runs.
+    creator = threading.Thread(target=create_tasks, args=(env.cluster, docs))
+    creator.start()
+
+    def burst() -> dict[str, dict]:
+        return {n: t for n, t in list_tasks(env.cluster, TASK_NS).items() if n.startswith("restart-")}
+
+    wait_for(lambda: sum(placed(t) for t in burst().values()) >= 10, 30, "some placed", interval=0.1)
     env.operator.kill()
-    before = {
-        n: t["status"]["placement"]
-        for n, t in list_tasks(env.cluster, TASK_NS).items()
-        if n.startswith("restart-") and placed(t)
-    }
+    before = {n: t["status"]["placement"] for n, t in burst().items() if placed(t)}
+    creator.join()
     assert len(before) < count, "the burst finished before the kill: raise the count"
     env.operator = OperatorProcess(
         env.kubeconfig, env.tmp / "operator-2.log", *env.operator_args(TASK_NS, POLICY)
     ).start()
     tasks = wait_for(
-        lambda: (
-            (ts := {n: t for n, t in list_tasks(env.cluster, TASK_NS).items() if n.startswith("restart-")})
-            and len(ts) == count
-            and all(placed(t) for t in ts.values())
-            and ts
-        ),
-        60,
+        lambda: (ts := burst()) and len(ts) == count and all(placed(t) for t in ts.values()) and ts,
+        90,
         "all burst tasks placed after the restart",
     )
     for name, task in tasks.items():
         assert task["status"]["attempts"] == 1 and task["status"]["placement"]["attempt"] == 1, name
         if name in before:
             assert task["status"]["placement"] == before[name], f"{name} was placed twice"
-    assert env.operator.health()["queueDepth"] == 0
+    wait_for(lambda: env.operator.metric("aigc_scheduler_pending_tasks") == 0, 10, "empty queue")
