@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import suppress
@@ -26,24 +25,32 @@ import yaml
 
 from aigc_operator import devcluster
 from aigc_operator.devcluster import ClusterInfo, LocalCluster
+from aigc_operator.stack import CLI, OperatorOptions, Stack, WorkerOptions
 
-NAMESPACE = "aigc-system"
 TASK_NAMESPACE = "default"
 TERMINAL = ("Succeeded", "Failed")
 # Catalog names of the examples, served by tiny random pipelines of the same kind.
 DEMO_MODELS = {"sd-turbo": "sd-turbo", "sd15": "sd15", "sdxl": "sdxl"}
 TINY_MODELS_VERSION = "1"
+WORKER_FLAGS = ("--device", "cpu", "--local-files-only")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.splitlines()[0]
     parser.add_argument("--nodes", type=int, default=4, help="fake GPU nodes (default: %(default)s)")
     parser.add_argument("--tasks", type=int, default=12, help="AIGCTasks in the burst (default: %(default)s)")
-    parser.add_argument("--policy", default="eat", help="operator policy (default: the shipped EAT ONNX policy)")
+    parser.add_argument(
+        "--policy", default="eat", help="operator policy (default: the shipped EAT ONNX policy)"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the burst")
+    parser.add_argument(
+        "--max-side", type=int, default=128, help="scale example images down to this many pixels a side (CPU)"
+    )
     parser.add_argument("--dir", type=Path, default=None, help="state directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="leave the cluster, operator and workers running")
-    parser.add_argument("--stop", type=Path, metavar="DIR", help="stop what a --keep run left in DIR, then exit")
+    parser.add_argument(
+        "--stop", type=Path, metavar="DIR", help="stop what a --keep run left in DIR, then exit"
+    )
 
 
 @dataclass(slots=True)
@@ -73,32 +80,38 @@ def run(args: argparse.Namespace) -> int:
     state = args.dir or Path(tempfile.mkdtemp(prefix="aigc-demo-"))
     state.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(state / "cluster", nodes=args.nodes)
-    processes: list[subprocess.Popen[bytes]] = []
+    stack = Stack(cluster, state, task_namespace=TASK_NAMESPACE)
     try:
         _say(1, "starting the local control plane (first run builds its components: several minutes)")
         info = cluster.up(build_missing=True)
         _say(2, "installing the CRD, namespace and RBAC from manifests/")
-        _apply_manifests(info)
+        stack.install()
         _say(3, "generating tiny Stable Diffusion pipelines (cached after the first run)")
         catalog = _tiny_catalog(state)
         _say(4, f"starting the operator (policy {args.policy}) and {args.nodes} workers")
-        processes += _start_operator(cluster, info, state, catalog, args.policy)
-        processes += _start_workers(cluster, info, state, catalog, args.nodes)
+        stack.start_operator(OperatorOptions(policy=args.policy, catalog=catalog, heartbeat_ttl_s=30.0))
+        # One torch thread per worker: each stands for one GPU, and oversubscribed OpenMP pools on
+        # a small machine slow every worker down many times over.
+        stack.start_workers(
+            WorkerOptions(simulate=None, catalog=catalog, extra=WORKER_FLAGS), env={"OMP_NUM_THREADS": "1"}
+        )
+        _wait_for_workers(info, args.nodes, timeout=180.0)
         _say(5, f"submitting {args.tasks} AIGCTasks built from manifests/examples with kubectl")
-        names = _submit_burst(info, args.tasks)
+        names = _submit_burst(info, args.tasks, args.max_side)
         rows = _wait_for(info, names, args.timeout)
         _say(6, "results")
         print(_table(rows))
         print(f"\nimages: {state / 'results'}\nlogs:   {state / 'logs'}")
         failed = [r for r in rows if r.phase != "Succeeded"]
         if args.keep:
-            (state / "pids.json").write_text(json.dumps([p.pid for p in processes]))
-            print(f"\nstill running (--keep). KUBECONFIG={info.kubeconfig}\nstop with: aigc-edge demo --stop {state}")
-            processes.clear()
+            (state / "pids.json").write_text(json.dumps([p.pid for p in stack.processes()]))
+            print(
+                f"\nstill running (--keep). KUBECONFIG={info.kubeconfig}\nstop with: aigc-edge demo --stop {state}"
+            )
         return 1 if failed else 0
     finally:
         if not args.keep:
-            _stop(processes)
+            stack.stop()
             cluster.down()
 
 
@@ -119,11 +132,15 @@ def _kubectl(info: ClusterInfo, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def _apply_manifests(info: ClusterInfo) -> None:
-    manifests = _repo() / "manifests"
-    for name in ("namespace.yaml", "crds/aigctasks.yaml", "rbac-operator.yaml", "rbac-worker.yaml"):
-        _kubectl(info, "apply", "--server-side", "-f", str(manifests / name))
-    _kubectl(info, "wait", "--for=condition=Established", "crd/aigctasks.aigc.edge.io", "--timeout=60s")
+def _wait_for_workers(info: ClusterInfo, count: int, timeout: float) -> None:
+    """Until every worker has published its Lease, so the burst meets a ready cluster."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leases = json.loads(_kubectl(info, "get", "leases", "-n", "aigc-system", "-o", "json"))["items"]
+        if sum(1 for lease in leases if lease["metadata"]["name"].startswith("aigc-worker-")) >= count:
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"workers did not all start within {timeout:.0f}s; see the logs folder")
 
 
 def _tiny_catalog(state: Path) -> Path:
@@ -143,74 +160,7 @@ def _tiny_catalog(state: Path) -> Path:
 
 
 def _run_cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "aigc_policy.cli", *args], check=True)
-
-
-def _spawn(name: str, state: Path, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    logs = state / "logs"
-    logs.mkdir(exist_ok=True)
-    log = (logs / f"{name}.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "aigc_policy.cli", *argv],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_operator(
-    cluster: LocalCluster, info: ClusterInfo, state: Path, catalog: Path, policy: str
-) -> list[subprocess.Popen[bytes]]:
-    metrics_port = _free_port()
-    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig_for(NAMESPACE, "aigc-operator")))
-    argv = [
-        "operator",
-        "--namespace", NAMESPACE,
-        "--policy", policy,
-        "--catalog", str(catalog),
-        "--perf-profile", "edge-hetero",
-        "--prometheus-url", info.prometheus_url,
-        "--metrics-port", str(metrics_port),
-        "--liveness", f"http://127.0.0.1:{_free_port()}/healthz",
-    ]  # fmt: skip
-    process = _spawn("operator", state, argv, env)
-    cluster.add_scrape_target("aigc-operator", f"127.0.0.1:{metrics_port}")
-    return [process]
-
-
-def _start_workers(
-    cluster: LocalCluster, info: ClusterInfo, state: Path, catalog: Path, nodes: int
-) -> list[subprocess.Popen[bytes]]:
-    kubeconfig = cluster.kubeconfig_for(NAMESPACE, "aigc-worker")
-    processes = []
-    for index in range(nodes):
-        node = f"edge-{index}"
-        metrics_port = _free_port()
-        env = dict(os.environ, KUBECONFIG=str(kubeconfig))
-        argv = [
-            "worker", "run",
-            "--node", node,
-            "--namespace", TASK_NAMESPACE,
-            "--lease-namespace", NAMESPACE,
-            "--catalog", str(catalog),
-            "--local-files-only",
-            "--results-dir", str(state / "results"),
-            "--device", "cpu",
-            "--advertise-host", "127.0.0.1",
-            "--metrics-port", str(metrics_port),
-        ]  # fmt: skip
-        processes.append(_spawn(f"worker-{node}", state, argv, env))
-        cluster.add_scrape_target("aigc-worker", f"127.0.0.1:{metrics_port}", {"node": node})
-    return processes
+    subprocess.run([*CLI, *args], check=True)
 
 
 def _examples() -> list[dict]:
@@ -219,7 +169,7 @@ def _examples() -> list[dict]:
     return [d for d in docs if d and d.get("kind") == "AIGCTask" and d["spec"]["model"] in DEMO_MODELS]
 
 
-def _submit_burst(info: ClusterInfo, count: int) -> list[str]:
+def _submit_burst(info: ClusterInfo, count: int, max_side: int) -> list[str]:
     examples = _examples()
     if not examples:
         raise RuntimeError("manifests/examples holds no AIGCTask for the demo models")
@@ -228,10 +178,18 @@ def _submit_burst(info: ClusterInfo, count: int) -> list[str]:
         doc = json.loads(json.dumps(examples[i % len(examples)]))
         doc["metadata"] = {"name": f"demo-{i:02d}-{doc['metadata']['name']}", "namespace": TASK_NAMESPACE}
         doc["spec"]["seed"] = i
+        _shrink(doc["spec"], max_side)
         names.append(doc["metadata"]["name"])
         docs.append(doc)
     _kubectl(info, "create", "-f", "-", stdin=yaml.safe_dump_all(docs))
     return names
+
+
+def _shrink(spec: dict, max_side: int) -> None:
+    """Scale a task's image down (aspect kept, multiples of 8) so tiny CPU pipelines stay quick."""
+    scale = min(1.0, max_side / max(spec.get("width", 512), spec.get("height", 512)))
+    for side in ("width", "height"):
+        spec[side] = max(64, int(spec.get(side, 512) * scale) // 8 * 8)
 
 
 def _wait_for(info: ClusterInfo, names: list[str], timeout: float) -> list[TaskRow]:
@@ -256,7 +214,11 @@ def _row(item: dict) -> TaskRow:
     wait_s = _seconds(timings.get("waitMillis"))
     run_s = _seconds(timings.get("runMillis"))
     deadline = spec.get("qos", {}).get("deadlineSeconds")
-    met = "-" if deadline is None or wait_s is None or run_s is None else ("yes" if wait_s + run_s <= deadline else "no")
+    met = (
+        "-"
+        if deadline is None or wait_s is None or run_s is None
+        else ("yes" if wait_s + run_s <= deadline else "no")
+    )
     result = status.get("result", {}).get("uri") or status.get("failure", {}).get("reason", "")
     return TaskRow(
         name=item["metadata"]["name"],
@@ -295,15 +257,3 @@ def _stop_kept(state: Path) -> None:
         with suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
     LocalCluster(state / "cluster").down()
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
