@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -178,6 +179,12 @@ def backlog_phase(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (its share of the machine does not matter)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -228,11 +235,21 @@ def main() -> int:
         watcher = PlacementWatch(api)
         time.sleep(2)
 
+        pid = operator.proc.pid  # type: ignore[union-attr]
+        cpu0 = cpu_seconds(pid)
         results["latency"] = latency_phase(api, watcher, args.rate, args.duration)
+        cpu1 = cpu_seconds(pid)
+        results["latency"]["operator_cpu_ms_per_task"] = round(
+            (cpu1 - cpu0) * 1000 / results["latency"]["tasks"], 2
+        )
         print("latency:", json.dumps(results["latency"]), flush=True)
         results["backlog"] = backlog_phase(api, watcher, args.backlog_rate, args.backlog_duration)
+        results["backlog"]["operator_cpu_ms_per_task"] = round(
+            (cpu_seconds(pid) - cpu1) * 1000 / results["backlog"]["tasks"], 2
+        )
         print("backlog:", json.dumps(results["backlog"]), flush=True)
-        results["rss_mib_after_backlog"] = round(rss_mib(operator.proc.pid), 1)  # type: ignore[union-attr]
+        results["rss_mib_after_backlog"] = round(rss_mib(pid), 1)
+        results["load_average_1m_at_end"] = os.getloadavg()[0]
 
         existing = len(watcher.placed_at)
         if existing < args.rss_tasks:

@@ -19,7 +19,7 @@ from typing import Any
 from aigc_api import conditions as cond
 from aigc_api import status as st
 from aigc_api.catalog import ModelCatalog
-from aigc_api.clock import parse_time, utcnow
+from aigc_api.clock import utcnow
 from aigc_api.lease import WorkerStatus
 from aigc_api.spec import SpecError, parse_task_spec
 from aigc_policy.snapshot import PerfModel, TaskSpec
@@ -217,7 +217,12 @@ class Placer:
     def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(write)
         self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        task.add_done_callback(self._write_done)
+
+    def _write_done(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("status write failed unexpectedly", exc_info=task.exception())
 
     async def drain_writes(self) -> None:
         """Wait for the writes in flight (tests; a stopping operator just abandons them)."""
@@ -280,9 +285,10 @@ class Placer:
         except Exception as exc:
             await self._after_failed_write(key, exc, "placement")
             return
+        first_seen = self.tasks.first_seen(key)
         self.tasks.done(key, placed=True)
         self.tasks.observe(written)
-        self._count_placement(body, record, decision, policy, fallback_reason)
+        self._count_placement(first_seen, record, decision, policy, fallback_reason)
         text = record_message(record)
         if fallback_reason:
             self.events.record(written, WARNING, "Fallback", f"{text} (fallback: {fallback_reason})", now)
@@ -291,7 +297,7 @@ class Placer:
 
     def _count_placement(
         self,
-        body: dict[str, Any],
+        first_seen: float | None,
         record: st.PlacementRecord,
         decision: Decision,
         policy: LoadedPolicy,
@@ -302,10 +308,9 @@ class Placer:
         t.policy_inference.labels(policy=policy.name).observe(decision.inference_s)
         if fallback:
             t.fallback_decisions.labels(reason=fallback).inc()
-        created = parse_time(body["metadata"].get("creationTimestamp"))
-        if record.attempt == 1 and created is not None:
+        if record.attempt == 1 and first_seen is not None:
             result = "fallback" if fallback else "policy"
-            t.scheduling_duration.labels(result=result).observe(max(0.0, time.time() - created.timestamp()))
+            t.scheduling_duration.labels(result=result).observe(time.monotonic() - first_seen)
 
     async def _write_unschedulable(self, key: str, reason: str, message: str) -> None:
         body = self.tasks.get(key)

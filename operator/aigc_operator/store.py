@@ -7,6 +7,7 @@ folded in from the server's response, and an older watch event never overwrites 
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,8 @@ class TaskStore:
         self._loads: dict[str, PlacedLoad] = {}  # placed, active key -> its load
         self._deferred: dict[str, float] = {}  # pending key -> epoch s before which it is skipped
         self._held: dict[str, PlacedLoad] = {}  # decided, write in flight: counts as load already
+        # First sight of a pending task (monotonic s): creationTimestamp has only 1 s resolution.
+        self._first_seen: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._bodies)
@@ -95,11 +98,16 @@ class TaskStore:
         self._due.pop(key, None)
         self._loads.pop(key, None)
         self._deferred.pop(key, None)
+        self._first_seen.pop(key, None)
+
+    def first_seen(self, key: str) -> float | None:
+        return self._first_seen.get(key)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self._bodies.get(key)
 
     def _enqueue(self, key: str, body: dict[str, Any]) -> None:
+        self._first_seen.setdefault(key, time.monotonic())
         if key not in self._pending:
             created = parse_time(body["metadata"].get("creationTimestamp"))
             self._pending[key] = created.timestamp() if created else 0.0
@@ -137,6 +145,7 @@ class TaskStore:
             self._pending.pop(key, None)
             self._replace_reason.pop(key, None)
             self._deferred.pop(key, None)
+            self._first_seen.pop(key, None)
         elif defer_until:
             self._deferred[key] = defer_until
 

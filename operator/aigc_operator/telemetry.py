@@ -15,7 +15,7 @@ class Telemetry:
         r = self.registry
         self.scheduling_duration = Histogram(
             "aigc_scheduler_scheduling_duration_seconds",
-            "Task creation to placement written.",
+            "First sight of a pending task (watch event) to its first placement written.",
             ["result"],
             buckets=LATENCY_BUCKETS,
             registry=r,
