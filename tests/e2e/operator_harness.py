@@ -7,6 +7,9 @@ from typing import Any
 
 import yaml
 from aigc_operator.devcluster import LocalCluster
+from aigc_operator.devharness import wait_for
+
+__all__ = ["create_tasks", "events_for", "list_tasks", "task_doc", "wait_for"]  # wait_for: test_chart.py
 
 
 def task_doc(name: str, namespace: str, model: str = "sd-turbo", **spec: Any) -> dict[str, Any]:
