@@ -18,13 +18,12 @@ that queues of minutes stay in a small range; GPU classes are described by what 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from aigc_policy.actions import bucket_steps
-from aigc_policy.placement import STEP_BUCKETS, allowed_gang_sizes, estimate, min_acceptable_steps
+from aigc_policy.placement import STEP_BUCKETS, allowed_gang_sizes, min_acceptable_steps
 from aigc_policy.snapshot import GANG_SIZES, ClusterSnapshot, PerfModel, TaskSpec
 
 FEATURE_SCHEMA_VERSION = 1
@@ -114,267 +113,277 @@ class EncodedState:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class _PerfCache:
-    """Memoised PerfModel look-ups, as per-node tables for a given sequence of node classes."""
+class _Shape:
+    """Everything about one task shape (model, size, steps, floor, gangs, work, transfer) that does
+    not depend on the cluster state, as per-class tables over the snapshot's distinct classes.
 
-    def __init__(self, perf: PerfModel) -> None:
-        self.perf = perf
-        self._gang: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-        self._load: dict[tuple, np.ndarray] = {}
-        self._quality: dict[tuple[str, int], float] = {}
-        self._vram: dict[str, float] = {}
-        self._class_vram: dict[str, float] = {}
+    Built once per (shape, class list) and reused across decisions: a queue changes by a task or
+    two per decision, and the shapes repeat (a scenario has a handful of models and sizes).
+    `table` packs the per-class columns [C, 3G + 4]: supported, warm k-gang service and cold
+    load per gang size, then k = 1 service, k = 1 load, transfer from the origin and from away.
+    """
 
-    def gang_tables(self, classes: tuple[str, ...], model: str, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-        """supported [N, G] and seconds per step [N, G] (0 where unsupported)."""
-        key = (classes, model, w, h)
-        if key not in self._gang:
-            by_class = {}
-            for c in set(classes):
-                ok = [bool(self.perf.supports(c, model, w, h, k)) for k in GANG_SIZES]
-                step = [self.perf.step_seconds(c, model, w, h, k) if o else 0.0 for k, o in zip(GANG_SIZES, ok, strict=True)]
-                by_class[c] = (ok, step)
-            self._gang[key] = (
-                np.array([by_class[c][0] for c in classes], dtype=bool),
-                np.array([by_class[c][1] for c in classes], dtype=np.float64),
-            )
-        return self._gang[key]
+    __slots__ = ("model", "vram", "static", "steps_mask", "allowed", "table")
 
-    def load_table(self, classes: tuple[str, ...], model: str) -> np.ndarray:
-        """Cold-start seconds [N, G]."""
-        key = (classes, model)
-        if key not in self._load:
-            by_class = {c: [self.perf.load_seconds(c, model, k) for k in GANG_SIZES] for c in set(classes)}
-            self._load[key] = np.array([by_class[c] for c in classes], dtype=np.float64)
-        return self._load[key]
-
-    def quality(self, model: str, steps: int) -> float:
-        key = (model, steps)
-        if key not in self._quality:
-            self._quality[key] = float(self.perf.quality(model, steps))
-        return self._quality[key]
-
-    def model_vram(self, model: str) -> float:
-        if model not in self._vram:
-            self._vram[model] = float(self.perf.model_vram_gb(model))
-        return self._vram[model]
-
-    def class_vram(self, cls: str) -> float:
-        if cls not in self._class_vram:
-            self._class_vram[cls] = float(self.perf.class_vram_gb(cls))
-        return self._class_vram[cls]
-
-
-class _ClusterView:
-    """Per-node arrays of one snapshot, and per-model residency computed on first use."""
-
-    def __init__(self, snap: ClusterSnapshot, cache: _PerfCache) -> None:
-        nodes = snap.nodes
-        self.snap = snap
-        self.classes = tuple(n.gpu_class for n in nodes)
-        self.up = np.array([n.up for n in nodes], dtype=bool)
-        self.start = np.maximum(snap.now, np.array([n.free_at for n in nodes], dtype=np.float64))
-        self.free_vram = np.array(
-            [cache.class_vram(n.gpu_class) - sum(cache.model_vram(r.model) for r in n.resident) for n in nodes]
-        )
-        self._names = {n.name for n in nodes}
-        self._residency: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def residency(self, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Model resident on the node [N]; warm for a 1-gang [N]; in a live warm k-group [N, G]."""
-        if model not in self._residency:
-            nodes, exact = self.snap.nodes, self.snap.perf.reuse == "exact-group"
-            resident = np.array([any(r.model == model for r in n.resident) for n in nodes], dtype=bool)
-            warm1 = (
-                np.array([any(r.model == model and r.group == (n.name,) for r in n.resident) for n in nodes])
-                if exact
-                else resident
-            )
-            groups = np.zeros((len(nodes), N_GANG), dtype=bool)
-            for j, n in enumerate(nodes):
-                for r in n.resident:
-                    if r.model == model and len(r.group) in GANG_SIZES and self._names.issuperset(r.group):
-                        groups[j, GANG_SIZES.index(len(r.group))] = True
-            self._residency[model] = (resident, warm1.astype(bool), groups)
-        return self._residency[model]
-
-
-class Encoder:
-    """Builds EncodedState from snapshots; keeps a look-up cache per PerfModel object."""
-
-    def __init__(self, max_queue: int = MAX_QUEUE) -> None:
-        self.max_queue = max_queue
-        self._cache: _PerfCache | None = None
-
-    def _perf(self, perf: PerfModel) -> _PerfCache:
-        if self._cache is None or self._cache.perf is not perf:
-            self._cache = _PerfCache(perf)
-        return self._cache
-
-    def encode(self, snap: ClusterSnapshot) -> EncodedState:
-        n = len(snap.nodes)
-        if not MIN_NODES <= n <= MAX_NODES:
-            raise ValueError(f"the encoder supports {MIN_NODES}..{MAX_NODES} nodes, got {n}")
-        cache = self._perf(snap.perf)
-        tasks = list(snap.queue[: self.max_queue])
-        view = _ClusterView(snap, cache)
-        pairs, k1_service = _pair_features(view, tasks, cache)
-        valid = pairs[..., PAIR_FIELDS.index("valid")] > 0
-        action_mask = np.concatenate(
-            [[snap.has_future_events], valid.transpose(0, 2, 1).reshape(-1)]
-        )
-        return EncodedState(
-            tasks=_task_features(view, tasks, cache),
-            nodes=_node_features(snap, tasks, cache, pairs, k1_service),
-            pairs=pairs.astype(np.float32),
-            action_mask=action_mask,
-            steps_mask=_steps_mask(snap.perf, tasks),
-        )
-
-
-def _task_features(view: _ClusterView, tasks: Sequence[TaskSpec], cache: _PerfCache) -> np.ndarray:
-    snap = view.snap
-    out = np.zeros((len(tasks), TASK_FEATURES), dtype=np.float32)
-    overflow = float(np.log1p(max(0, len(snap.queue) - len(tasks)) / MAX_QUEUE))
-    n_nodes = len(snap.nodes)
-    for i, t in enumerate(tasks):
+    def __init__(self, snap: ClusterSnapshot, t: TaskSpec, classes: tuple[str, ...], tables: _ClassTables) -> None:
+        perf = snap.perf
+        floor = min_acceptable_steps(perf, t)
         allowed = allowed_gang_sizes(snap, t)
-        resident = int(view.residency(t.model)[0].sum())
-        slack = 0.0 if t.deadline_s is None else float(_signed_tlog(t.arrival_s + t.deadline_s - snap.now))
-        out[i] = (
-            float(_tlog(snap.now - t.arrival_s)),
+        self.model = t.model
+        self.vram = tables.model_vram(t.model)
+        self.allowed = np.array([k in allowed for k in GANG_SIZES])
+        # the fields of TASK_FIELDS that do not change while the task waits (NaN: filled per decision)
+        self.static = np.array((
+            np.nan,
             np.log2(t.width * t.height / 512**2) / 2.0,
-            min_acceptable_steps(snap.perf, t) / STEPS_SCALE,
+            floor / STEPS_SCALE,
             t.max_steps / STEPS_SCALE,
             float(not t.steps_fixed),
             float(t.deadline_s is not None),
-            slack,
+            np.nan,
             float(t.min_quality is not None),
             t.min_quality or 0.0,
-            *(float(k in allowed) for k in GANG_SIZES),
+            *self.allowed.astype(float),
             np.tanh(t.priority / 2.0),
-            i / MAX_QUEUE,
-            overflow,
-            cache.model_vram(t.model) / VRAM_SCALE_GB,
-            cache.quality(t.model, t.max_steps),
-            cache.quality(t.model, min_acceptable_steps(snap.perf, t)),
-            resident / n_nodes,
+            np.nan,
+            np.nan,
+            self.vram / VRAM_SCALE_GB,
+            tables.quality(t.model, t.max_steps),
+            tables.quality(t.model, floor),
+            np.nan,
             np.log(t.work_scale),
             np.log1p((t.input_mbit + t.output_mbit) / 100.0),
-        )
-    return out
-
-
-def _node_features(
-    snap: ClusterSnapshot,
-    tasks: Sequence[TaskSpec],
-    cache: _PerfCache,
-    pairs: np.ndarray,
-    k1_service: np.ndarray,
-) -> np.ndarray:
-    out = np.zeros((len(snap.nodes), NODE_FEATURES), dtype=np.float32)
-    can_run = pairs[:, :, 0, PAIR_FIELDS.index("can_run_k1")] > 0
-    resident_for_queue = pairs[:, :, 0, PAIR_FIELDS.index("model_resident")]
-    for j, node in enumerate(snap.nodes):
-        vram = cache.class_vram(node.gpu_class)
-        used = sum(cache.model_vram(r.model) for r in node.resident)
-        runnable = can_run[:, j]
-        out[j] = (
-            float(node.up),
-            float(_tlog(node.free_at - snap.now)),
-            float(np.log1p(node.metrics_age_s / 10.0)),
-            vram / VRAM_SCALE_GB,
-            max(vram - used, 0.0) / max(vram, 1e-6),
-            len(node.resident) / 4.0,
-            max((len(r.group) for r in node.resident), default=0) / max(GANG_SIZES),
-            np.log1p(node.inflight),
-            float(_tlog(k1_service[runnable, j]).mean()) if runnable.any() else 0.0,
-            float(resident_for_queue[:, j].mean()) if len(tasks) else 0.0,
-        )
-    return out
-
-
-def _steps_mask(perf: PerfModel, tasks: Sequence[TaskSpec]) -> np.ndarray:
-    """True for the first bucket of each distinct step count."""
-    mask = np.zeros((len(tasks), STEP_BUCKETS), dtype=bool)
-    for i, t in enumerate(tasks):
+        ))
         steps = bucket_steps(perf, t)
-        mask[i] = [s not in steps[:b] for b, s in enumerate(steps)]
-    return mask
+        self.steps_mask = np.array([s not in steps[:b] for b, s in enumerate(steps)])
+        sup, step_s, load, rate = tables.get(classes, t.model, t.width, t.height)
+        table = np.empty((len(classes), 3 * N_GANG + 4))
+        table[:, :N_GANG] = sup
+        table[:, N_GANG : 2 * N_GANG] = floor * t.work_scale * step_s  # warm k-gang service (0: unsupported)
+        table[:, 2 * N_GANG : 3 * N_GANG] = load
+        # k = 1 as placement.estimate prices it: steps * (work * step) + load if cold, + transfer
+        table[:, 3 * N_GANG] = floor * (t.work_scale * step_s[:, 0])
+        table[:, 3 * N_GANG + 1] = load[:, 0]
+        if t.input_mbit > 0.0 or t.output_mbit > 0.0:
+            table[:, 3 * N_GANG + 2] = np.nan_to_num(t.output_mbit / rate)
+            table[:, 3 * N_GANG + 3] = np.nan_to_num(t.input_mbit / rate + t.output_mbit / rate)
+        else:
+            table[:, 3 * N_GANG + 2 :] = 0.0
+        self.table = table
 
 
-def _pair_features(
-    view: _ClusterView, tasks: Sequence[TaskSpec], cache: _PerfCache
-) -> tuple[np.ndarray, np.ndarray]:
-    """[Q, N, G, PAIR_FEATURES] features and the [Q, N] single-node seconds to result.
+class _ClassTables:
+    """PerfModel look-ups per (distinct classes, model, size): supported [C, G], seconds per step
+    [C, G] (0 where unsupported), cold load [C, G], link rate [C] (NaN: transfers are free)."""
 
-    Everything but the start and slack terms depends only on the task's shape (model, size,
-    steps, allowed gangs, work, transfer), so it is built once per distinct shape in the queue.
+    def __init__(self, perf: PerfModel) -> None:
+        self.perf = perf
+        self._tables: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._quality: dict[tuple[str, int], float] = {}
+        self._vram: dict[str, float] = {}
+
+    def get(self, classes: tuple[str, ...], model: str, w: int, h: int) -> tuple[np.ndarray, ...]:
+        key = (classes, model, w, h)
+        hit = self._tables.get(key)
+        if hit is None:
+            perf = self.perf
+            sup = np.array([[bool(perf.supports(c, model, w, h, k)) for k in GANG_SIZES] for c in classes])
+            step = np.array([[perf.step_seconds(c, model, w, h, k) if ok else 0.0
+                              for k, ok in zip(GANG_SIZES, row, strict=True)]
+                             for c, row in zip(classes, sup, strict=True)], dtype=np.float64)
+            load = np.array([[perf.load_seconds(c, model, k) for k in GANG_SIZES] for c in classes], dtype=np.float64)
+            rates = [perf.link_mbps(c) for c in classes]
+            rate = np.array([np.nan if r is None else r for r in rates], dtype=np.float64)
+            hit = self._tables[key] = (sup, step, load, rate)
+        return hit
+
+    def quality(self, model: str, steps: int) -> float:
+        q = self._quality.get((model, steps))
+        if q is None:
+            q = self._quality[(model, steps)] = float(self.perf.quality(model, steps))
+        return q
+
+    def model_vram(self, model: str) -> float:
+        v = self._vram.get(model)
+        if v is None:
+            v = self._vram[model] = float(self.perf.model_vram_gb(model))
+        return v
+
+
+def _shape_key(snap: ClusterSnapshot, t: TaskSpec) -> tuple:
+    return (t.model, t.width, t.height, t.min_steps, t.max_steps, t.min_quality, t.gang_sizes, snap.gang_sizes,
+            t.priority, t.deadline_s is None, t.work_scale, t.input_mbit, t.output_mbit)
+
+
+class Encoder:
+    """Builds EncodedState from snapshots; keeps per-shape tables for the PerfModel it last saw.
+
+    Vectorised over (task, node, gang): the Python work per decision is one pass over the nodes
+    and their residents and one dictionary look-up per visible task.
     """
-    snap, start = view.snap, view.start
-    q, n = len(tasks), len(snap.nodes)
-    out = np.zeros((q, n, N_GANG, PAIR_FEATURES), dtype=np.float64)
-    k1_service = np.zeros((q, n))
-    f = {name: i for i, name in enumerate(PAIR_FIELDS)}
-    blocks: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for i, t in enumerate(tasks):
-        shape = (
-            t.model, t.width, t.height, t.min_steps, t.max_steps, t.min_quality, allowed_gang_sizes(snap, t),
-            t.work_scale, t.origin, t.input_mbit, t.output_mbit,
+
+    MAX_SHAPES = 4096
+
+    def __init__(self, max_queue: int = MAX_QUEUE) -> None:
+        self.max_queue = max_queue
+        self._shapes: dict[tuple, _Shape] = {}
+        self._classes: dict[tuple[str, ...], tuple[tuple[str, ...], np.ndarray, np.ndarray]] = {}
+        self._tables: _ClassTables | None = None
+
+    def _reset_if_new_perf(self, perf: PerfModel) -> _ClassTables:
+        if self._tables is None or self._tables.perf is not perf:
+            self._tables = _ClassTables(perf)
+            self._shapes.clear()
+            self._classes.clear()
+        elif len(self._shapes) > self.MAX_SHAPES:
+            self._shapes.clear()
+        return self._tables
+
+    def _class_index(self, snap: ClusterSnapshot, names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """(distinct classes, class index per node [N], VRAM per distinct class [C])."""
+        hit = self._classes.get(names)
+        if hit is None:
+            distinct = tuple(dict.fromkeys(names))
+            where = {c: i for i, c in enumerate(distinct)}
+            vram = np.array([float(snap.perf.class_vram_gb(c)) for c in distinct])
+            hit = self._classes[names] = (distinct, np.array([where[c] for c in names], dtype=np.intp), vram)
+        return hit
+
+    def encode(self, snap: ClusterSnapshot) -> EncodedState:
+        nodes = snap.nodes
+        n = len(nodes)
+        if not MIN_NODES <= n <= MAX_NODES:
+            raise ValueError(f"the encoder supports {MIN_NODES}..{MAX_NODES} nodes, got {n}")
+        perf = snap.perf
+        tables = self._reset_if_new_perf(perf)
+        now = snap.now
+        tasks = list(snap.queue[: self.max_queue])
+        q = len(tasks)
+        distinct, cidx, class_vram = self._class_index(snap, tuple(nd.gpu_class for nd in nodes))
+        shapes = []
+        for t in tasks:
+            key = (distinct, *_shape_key(snap, t))
+            sh = self._shapes.get(key)
+            if sh is None:
+                sh = self._shapes[key] = _Shape(snap, t, distinct, tables)
+            shapes.append(sh)
+        # ---- nodes: one pass over nodes and residents
+        up = np.fromiter((nd.up for nd in nodes), bool, n)
+        free_at = np.fromiter((nd.free_at for nd in nodes), np.float64, n)
+        start = np.maximum(now, free_at)
+        exact = perf.reuse == "exact-group"
+        index = {nd.name: j for j, nd in enumerate(nodes)}
+        used = np.zeros(n)
+        n_res = np.zeros(n)
+        largest = np.zeros(n)
+        models = {sh.model for sh in shapes}
+        res_m = {m: np.zeros(n, bool) for m in models}
+        warm1_m = {m: np.zeros(n, bool) for m in models} if exact else res_m
+        grp_m = {m: np.zeros((n, N_GANG), bool) for m in models}
+        for j, nd in enumerate(nodes):
+            residents = nd.resident
+            if not residents:
+                continue
+            n_res[j] = len(residents)
+            for r in residents:
+                used[j] += tables.model_vram(r.model)
+                size = len(r.group)
+                if size > largest[j]:
+                    largest[j] = size
+                if r.model in res_m:
+                    res_m[r.model][j] = True
+                    if exact and r.group == (nd.name,):
+                        warm1_m[r.model][j] = True
+                    if size in GANG_SIZES and all(name in index for name in r.group):
+                        grp_m[r.model][j, GANG_SIZES.index(size)] = True
+        vram = class_vram[cidx]
+        nodes_out = np.empty((n, NODE_FEATURES), dtype=np.float64)
+        nodes_out[:, 0] = up
+        nodes_out[:, 1] = _tlog(free_at - now)
+        nodes_out[:, 2] = np.log1p(np.fromiter((nd.metrics_age_s for nd in nodes), np.float64, n) / 10.0)
+        nodes_out[:, 3] = vram / VRAM_SCALE_GB
+        nodes_out[:, 4] = np.maximum(vram - used, 0.0) / np.maximum(vram, 1e-6)
+        nodes_out[:, 5] = n_res / 4.0
+        nodes_out[:, 6] = largest / max(GANG_SIZES)
+        nodes_out[:, 7] = np.log1p(np.fromiter((nd.inflight for nd in nodes), np.float64, n))
+        overflow = float(np.log1p(max(0, len(snap.queue) - q) / MAX_QUEUE))
+        if q == 0:
+            nodes_out[:, 8:] = 0.0
+            return EncodedState(
+                tasks=np.zeros((0, TASK_FEATURES), np.float32),
+                nodes=nodes_out.astype(np.float32),
+                pairs=np.zeros((0, n, N_GANG, PAIR_FEATURES), np.float32),
+                action_mask=np.array([snap.has_future_events]),
+                steps_mask=np.zeros((0, STEP_BUCKETS), bool),
+            )
+        # ---- per task [Q, ...] from the shape tables, gathered to nodes [Q, N, ...]
+        resident = np.stack([res_m[sh.model] for sh in shapes])  # [Q, N]
+        warm1 = np.stack([warm1_m[sh.model] for sh in shapes])
+        groups = np.stack([grp_m[sh.model] for sh in shapes])  # [Q, N, G]
+        table = np.stack([sh.table for sh in shapes])[:, cidx]  # [Q, N, 3G + 4]
+        g = N_GANG
+        sup = table[:, :, :g] > 0  # [Q, N, G]
+        svc, load = table[:, :, g : 2 * g], table[:, :, 2 * g : 3 * g]
+        s1, load1, tr_local, tr_remote = (table[:, :, 3 * g + c] for c in range(4))  # [Q, N]
+        origins = np.fromiter((index.get(t.origin, -2) if t.origin is not None else -1 for t in tasks), np.intp, q)
+        local = (origins[:, None] == -1) | (origins[:, None] == np.arange(n))
+        allowed = np.stack([sh.allowed for sh in shapes])  # [Q, G]
+        model_vram = np.fromiter((sh.vram for sh in shapes), np.float64, q)
+        arrival = np.fromiter((t.arrival_s for t in tasks), np.float64, q)
+        deadline = np.fromiter((np.nan if t.deadline_s is None else t.deadline_s for t in tasks), np.float64, q)
+        has_deadline = ~np.isnan(deadline)
+        due = np.where(has_deadline, arrival + np.nan_to_num(deadline), 0.0)
+
+        sup1 = sup[:, :, 0]
+        service1 = np.where(sup1, s1 + np.where(warm1, 0.0, load1) + np.where(local, tr_local, tr_remote), 0.0)
+        can1 = up & sup1  # [Q, N]
+        eligible = up[None, :, None] & sup
+        valid = eligible & allowed[:, None, :] & (eligible.sum(1) >= np.array(GANG_SIZES))[:, None, :]
+        if exact:
+            warm = np.concatenate([warm1[:, :, None], groups[:, :, 1:]], 2)
+        else:
+            warm = np.concatenate([warm1[:, :, None], np.repeat(resident[:, :, None], N_GANG - 1, 2)], 2)
+        service = np.where(valid, svc + np.where(warm, 0.0, load), 0.0)
+        finish = start + service1
+        slack_after = np.where(has_deadline[:, None], _signed_tlog(due[:, None] - finish), 0.0) * can1
+        tl_service1 = _tlog(service1)
+
+        pairs = np.empty((q, n, N_GANG, PAIR_FEATURES), dtype=np.float32)
+        pairs[..., 0] = resident[:, :, None]
+        pairs[..., 1] = warm1[:, :, None]
+        pairs[..., 2] = can1[:, :, None]
+        pairs[..., 3] = _tlog(start - now)[None, :, None]
+        pairs[..., 4] = (tl_service1 * can1)[:, :, None]
+        pairs[..., 5] = (_tlog(finish - now) * can1)[:, :, None]
+        pairs[..., 6] = slack_after[:, :, None]
+        pairs[..., 7] = (resident | ((vram - used)[None, :] >= model_vram[:, None]))[:, :, None]
+        pairs[..., 8] = np.array(GANG_SIZES) / max(GANG_SIZES)
+        pairs[..., 9] = valid
+        pairs[..., 10] = groups
+        pairs[..., 11] = _tlog(service) * valid
+
+        cnt = can1.sum(0)
+        nodes_out[:, 8] = np.where(cnt > 0, (tl_service1 * can1).sum(0) / np.maximum(cnt, 1), 0.0)
+        nodes_out[:, 9] = resident.mean(0)
+
+        tasks_out = np.stack([sh.static for sh in shapes])
+        tasks_out[:, 0] = _tlog(now - arrival)
+        tasks_out[:, 6] = np.where(has_deadline, _signed_tlog(due - now), 0.0)
+        tasks_out[:, _QPOS] = np.arange(q) / MAX_QUEUE
+        tasks_out[:, _QPOS + 1] = overflow
+        tasks_out[:, _RESFRAC] = resident.sum(1) / n
+
+        action_mask = np.empty(1 + valid.size, dtype=bool)
+        action_mask[0] = snap.has_future_events
+        action_mask[1:] = valid.transpose(0, 2, 1).reshape(-1)
+        return EncodedState(
+            tasks=tasks_out.astype(np.float32),
+            nodes=nodes_out.astype(np.float32),
+            pairs=pairs,
+            action_mask=action_mask,
+            steps_mask=np.stack([sh.steps_mask for sh in shapes]),
         )
-        if shape not in blocks:
-            blocks[shape] = _shape_block(view, t, cache)
-        block, service, can1 = blocks[shape]
-        finish = start + service
-        out[i] = block
-        k1_service[i] = service
-        out[i, :, :, f["start_wait_k1"]] = _tlog(start - snap.now)[:, None]
-        out[i, :, :, f["finish_k1"]] = (_tlog(finish - snap.now) * can1)[:, None]
-        if t.deadline_s is not None:
-            slack = _signed_tlog(t.arrival_s + t.deadline_s - finish) * can1
-            out[i, :, :, f["slack_after_k1"]] = slack[:, None]
-    return out, k1_service
 
 
-def _shape_block(
-    view: _ClusterView, t: TaskSpec, cache: _PerfCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Time-independent pair features [N, G, F], k = 1 seconds to result [N] and can-run [N].
-
-    Times are for the fewest acceptable steps (steps bucket 0, what a deadline-minded policy
-    runs). The k = 1 time (service plus transfer) is placement.estimate's, evaluated once per
-    (GPU class, warm, local) combination since the start time is the only other per-node part.
-    """
-    snap = view.snap
-    f = {name: i for i, name in enumerate(PAIR_FIELDS)}
-    steps = min_acceptable_steps(snap.perf, t)
-    supported, step_s = cache.gang_tables(view.classes, t.model, t.width, t.height)
-    load = cache.load_table(view.classes, t.model)
-    resident, warm1, groups = view.residency(t.model)
-    service1 = np.zeros(len(view.classes))
-    combos = {}
-    for j in np.flatnonzero(supported[:, 0]):
-        combos.setdefault((view.classes[j], bool(warm1[j]), snap.nodes[j].name == t.origin), []).append(j)
-    for members in combos.values():
-        est = estimate(snap, t, (int(members[0]),), steps)
-        service1[members] = est.done_s - est.start_s
-    can1 = view.up & supported[:, 0]
-    allowed = np.array([k in allowed_gang_sizes(snap, t) for k in GANG_SIZES])
-    eligible = view.up[:, None] & supported
-    valid = eligible & allowed & (eligible.sum(0) >= np.array(GANG_SIZES))
-    if snap.perf.reuse == "exact-group":
-        warm = np.concatenate([warm1[:, None], groups[:, 1:]], 1)
-    else:
-        warm = np.concatenate([warm1[:, None], np.repeat(resident[:, None], N_GANG - 1, 1)], 1)
-    service = np.where(valid, steps * t.work_scale * step_s + np.where(warm, 0.0, load), 0.0)
-    block = np.zeros((len(view.classes), N_GANG, PAIR_FEATURES))
-    block[:, :, f["model_resident"]] = resident[:, None]
-    block[:, :, f["warm_k1"]] = warm1[:, None]
-    block[:, :, f["can_run_k1"]] = can1[:, None]
-    block[:, :, f["service_k1"]] = (_tlog(service1) * can1)[:, None]
-    block[:, :, f["fits_vram"]] = (resident | (view.free_vram >= cache.model_vram(t.model)))[:, None]
-    block[:, :, f["gang_size"]] = np.array(GANG_SIZES) / max(GANG_SIZES)
-    block[:, :, f["valid"]] = valid
-    block[:, :, f["warm_group_k"]] = groups
-    block[:, :, f["service_k"]] = _tlog(service) * valid
-    return block, service1, can1
+_QPOS = TASK_FIELDS.index("queue_position")
+_RESFRAC = TASK_FIELDS.index("model_resident_fraction")

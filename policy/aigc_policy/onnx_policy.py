@@ -66,8 +66,14 @@ class OnnxPolicy:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.path), options, providers=resolve_providers(providers))
+        chosen = resolve_providers(providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own classes for a corrupt or non-ONNX file
+            raise PolicyFileError(f"{self.path}: not a loadable ONNX policy ({str(exc).splitlines()[0][:200]})") from None
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self._check_metadata()
         self.name = name

@@ -63,3 +63,17 @@ def test_shipped_policy_loads_with_metadata_and_schedules_an_episode():
 def test_eat_path_spec_loads_another_file(exported):
     _, path = exported
     assert policies.make(f"eat:{path}").path == path
+
+
+@pytest.mark.parametrize("content", [None, b"not an onnx file"])
+def test_bench_with_a_missing_or_corrupt_policy_file_is_a_one_line_error(tmp_path, capsys, content):
+    from aigc_policy.cli import main
+
+    path = tmp_path / "policy.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["bench", "--policies", f"eat:{path}", "--episodes", "1", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aigc-edge bench: error:") and str(path) in err and "\n" not in err
+    with pytest.raises(PolicyFileError):
+        OnnxPolicy(path)

@@ -75,3 +75,31 @@ def test_deterministic_path_is_repeatable_and_noise_matters():
         noisy, _ = net.policy(batch, net.chain_noise(batch))
     assert torch.equal(first, second)
     assert not torch.equal(first, noisy)
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_logits_stay_within_the_configured_bound(algo):
+    """Bounded logits keep the policy stochastic enough for the entropy term to act after BC."""
+    torch.manual_seed(0)
+    net = AgentNet(ALGOS[algo])
+    bound = ALGOS[algo].logit_bound
+    assert bound > 0
+    for p in net.actor.parameters():  # an over-confident actor, as imitation leaves it
+        p.data.mul_(50.0)
+    batch = batch_of([(5, 4), (3, 2)])
+    with torch.no_grad():
+        logits, steps = net.policy(batch)
+    assert logits[batch["action_mask"]].abs().max() <= bound
+    assert steps[batch["steps_mask"]].abs().max() <= bound
+
+
+def test_checkpoints_of_the_first_architecture_still_build():
+    """A NetConfig saved before the lean/bounded fields existed rebuilds the old network."""
+    from aigc_policy.rl.networks import NetConfig
+
+    old = NetConfig(**{"attention": True, "diffusion": True, "width": 64, "pair_width": 32, "heads": 4,
+                       "diffusion_steps": 6, "cond_width": 16})
+    net = AgentNet(old)
+    assert old.logit_bound == 0 and not old.lean_actor and net.actor.head.hidden is not None
+    logits, _ = net.policy(batch_of([(3, 2)]))
+    assert torch.isfinite(logits).all()

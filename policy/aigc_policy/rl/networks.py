@@ -32,15 +32,21 @@ class NetConfig:
     heads: int = 4
     diffusion_steps: int = 6
     cond_width: int = 16
+    # Defaults reproduce the first shipped policy; ALGOS below is the lean, bounded form.
+    logit_bound: float = 0.0  # > 0: logits = bound * tanh(raw / bound), so entropy never dies
+    lean_actor: bool = False  # actor pair head without its second per-action layer
+    critic_pair_width: int = 0  # 0: pair_width (critics are not in the exported graph)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+_LEAN = {"width": 32, "heads": 2, "pair_width": 16, "cond_width": 4, "critic_pair_width": 32,
+         "diffusion_steps": 3, "logit_bound": 10.0, "lean_actor": True}
 ALGOS: dict[str, NetConfig] = {
-    "eat": NetConfig(attention=True, diffusion=True),
-    "dsac": NetConfig(attention=False, diffusion=True),
-    "sac": NetConfig(attention=False, diffusion=False),
+    "eat": NetConfig(attention=True, diffusion=True, **_LEAN),
+    "dsac": NetConfig(attention=False, diffusion=True, **_LEAN),
+    "sac": NetConfig(attention=False, diffusion=False, **_LEAN),
 }
 
 
@@ -104,31 +110,45 @@ class TokenEncoder(nn.Module):
 
 
 class PairHead(nn.Module):
-    """Per-action hidden vectors h[b, i, j, g] from the task, node, pair and context embeddings."""
+    """Per-action hidden vectors h[b, i, j, g] from the task, node, pair and context embeddings.
 
-    def __init__(self, cfg: NetConfig) -> None:
+    Factorised: task, node and context are projected once per token and broadcast-added to the
+    pair projection, so the only per-action work is one [F -> P] product and the activation(s);
+    `lean` drops the second per-action layer (the actor's chain adds its own non-linearity).
+    """
+
+    def __init__(self, cfg: NetConfig, pair_width: int | None = None, lean: bool = False) -> None:
         super().__init__()
-        w, p = cfg.width, cfg.pair_width
+        w, p = cfg.width, pair_width or cfg.pair_width
         self.task = nn.Linear(w, p)
         self.node = nn.Linear(w, p, bias=False)
         self.pair = nn.Linear(PAIR_FEATURES, p, bias=False)
         self.ctx = nn.Linear(w, p, bias=False)
-        self.hidden = nn.Linear(p, p)
+        self.hidden = None if lean else nn.Linear(p, p)
         self.wait = _mlp(w, w, p)
         self.steps = _mlp(2 * w, w, STEP_BUCKETS)
 
     def forward(
-        self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor
+        self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor,
+        project: nn.Module | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> action hidden [B, A, P] (wait first), steps values [B, Q, S]."""
-        h = (
-            (self.task(t) + self.ctx(ctx).unsqueeze(1))[:, :, None, None, :]
-            + self.node(n)[:, None, :, None, :]
-            + self.pair(pairs)
-        )
-        h = self.hidden(torch.nn.functional.silu(h))  # [B, Q, N, G, P]
-        place = torch.nn.functional.silu(h).transpose(2, 3).flatten(1, 3)  # [B, Q*G*N, P]
+        """-> action hidden [B, A, P] (wait first; [B, A, P'] after `project`, a per-action map
+        applied before the task-gang-anchor reordering so the transpose moves P' values, not P),
+        steps values [B, Q, S]."""
+        if self.hidden is None:  # task and node terms meet at [Q, N] before the per-gang broadcast
+            tn = (self.task(t) + self.ctx(ctx).unsqueeze(1))[:, :, None, :] + self.node(n)[:, None, :, :]
+            h = torch.nn.functional.silu(tn.unsqueeze(3) + self.pair(pairs))  # [B, Q, N, G, P]
+        else:
+            h = (
+                (self.task(t) + self.ctx(ctx).unsqueeze(1))[:, :, None, None, :]
+                + self.node(n)[:, None, :, None, :]
+                + self.pair(pairs)
+            )
+            h = torch.nn.functional.silu(self.hidden(torch.nn.functional.silu(h)))  # [B, Q, N, G, P]
         wait = self.wait(ctx).unsqueeze(1)
+        if project is not None:
+            h, wait = project(h), project(wait)
+        place = h.transpose(2, 3).flatten(1, 3)  # [B, Q*G*N, P]
         steps = self.steps(torch.cat([t, ctx.unsqueeze(1).expand_as(t)], -1))
         return torch.cat([wait, place], 1), steps
 
@@ -136,7 +156,7 @@ class PairHead(nn.Module):
 class Actor(nn.Module):
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
-        self.head = PairHead(cfg)
+        self.head = PairHead(cfg, lean=cfg.lean_actor)
         if cfg.diffusion:
             self.cond = nn.Linear(cfg.pair_width, cfg.cond_width)
             self.chain: LogitDenoiser | None = LogitDenoiser(cfg.cond_width, cfg.diffusion_steps)
@@ -147,23 +167,25 @@ class Actor(nn.Module):
     def forward(
         self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor, noise: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden, steps = self.head(t, n, ctx, pairs)
         if self.chain is None:
-            return self.out(hidden).squeeze(-1), steps
-        return self.chain(self.cond(hidden), noise), steps
+            logits, steps = self.head(t, n, ctx, pairs, project=self.out)
+            return logits.squeeze(-1), steps
+        cond, steps = self.head(t, n, ctx, pairs, project=self.cond)
+        return self.chain(cond, noise), steps
 
 
 class Critic(nn.Module):
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
-        self.head = PairHead(cfg)
-        self.out = nn.Linear(cfg.pair_width, 1)
+        width = cfg.critic_pair_width or cfg.pair_width
+        self.head = PairHead(cfg, pair_width=width)
+        self.out = nn.Linear(width, 1)
 
     def forward(
         self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden, steps = self.head(t, n, ctx, pairs)
-        return self.out(hidden).squeeze(-1), steps
+        q, steps = self.head(t, n, ctx, pairs, project=self.out)
+        return q.squeeze(-1), steps
 
 
 class AgentNet(nn.Module):
@@ -190,6 +212,9 @@ class AgentNet(nn.Module):
         if detach_encoder:
             t, n, ctx = t.detach(), n.detach(), ctx.detach()
         logits, steps = self.actor(t, n, ctx, batch["pairs"], noise)
+        bound = self.cfg.logit_bound
+        if bound > 0:
+            logits, steps = bound * torch.tanh(logits / bound), bound * torch.tanh(steps / bound)
         return (
             logits.masked_fill(~batch["action_mask"], NEG),
             steps.masked_fill(~batch["steps_mask"], NEG),

@@ -4,7 +4,8 @@ pi(a, b | s) = pi(a | s) * pi(b | s, task(a)), and each critic is additive:
 Q(s, a, b) = Q_place(s, a) + [a != wait] * Q_steps(s, task(a), b). Both factors are small
 discrete distributions, so the soft value V(s) = E_pi[min_j Q_j - alpha * log pi] is an exact
 sum, not a sample. Time between decisions varies (event-driven simulator), so the bootstrap is
-discounted by gamma ** dt with dt in seconds (SMDP). The temperature is tuned automatically
+discounted by gamma_decision * gamma ** dt with dt in seconds (SMDP, with a per-decision
+factor so the horizon stays tens of decisions at any load). The temperature is tuned automatically
 towards `entropy_ratio * log(#valid choices)`, a scaled version of the usual 0.98 * log|A|:
 scheduling has one good action much more often than a uniform policy would suggest.
 """
@@ -26,13 +27,20 @@ from aigc_policy.rl.replay import Transition, collate, padded_actions
 
 @dataclass
 class SacConfig:
-    gamma: float = 0.99  # per second of simulated time
+    gamma: float = 0.995  # per second of simulated time
+    gamma_decision: float = 0.97  # per decision: a horizon of tens of decisions at any load
     tau: float = 0.01
     lr: float = 3e-4
     alpha_lr: float = 3e-4
     init_alpha: float = 0.01
     entropy_ratio: float = 0.1
-    bc_weight: float = 1.0  # imitation term on teacher transitions, keeps the warm start
+    bc_weight: float = 1.0  # imitation term on teacher transitions, keeps the warm start ...
+    bc_final: float = 0.05  # ... decayed linearly to this weight ...
+    bc_decay_updates: int = 4000  # ... over this many actor updates, so SAC can leave the teacher
+
+    def bc_weight_at(self, updates: int) -> float:
+        frac = min(1.0, updates / max(1, self.bc_decay_updates))
+        return self.bc_weight + (self.bc_final - self.bc_weight) * frac
 
 
 def _task_probs(pi: torch.Tensor, n_tasks: int) -> torch.Tensor:
@@ -69,6 +77,7 @@ class SacLearner:
         self.actor_opt = torch.optim.Adam(net.actor.parameters(), lr=cfg.lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.bc_opt = torch.optim.Adam([*net.encoder.parameters(), *net.actor.parameters()], lr=cfg.lr)
+        self.actor_updates = 0
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -112,8 +121,10 @@ class SacLearner:
         logits, steps = self.net.policy(batch, self.net.chain_noise(batch), detach_encoder=True)
         value, entropy = soft_value(logits, steps, torch.min(q1, q2), torch.min(s1, s2), self.alpha)
         loss = -value.mean()
-        if demos and self.cfg.bc_weight > 0:
-            loss = loss + self.cfg.bc_weight * self.bc_loss(demos, detach_encoder=True)
+        bc_weight = self.cfg.bc_weight_at(self.actor_updates)
+        if demos and bc_weight > 0:
+            loss = loss + bc_weight * self.bc_loss(demos, detach_encoder=True)
+        self.actor_updates += 1
         self.actor_opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.actor.parameters(), 10.0)
@@ -123,13 +134,15 @@ class SacLearner:
         self.alpha_opt.zero_grad()
         alpha_loss.backward()
         self.alpha_opt.step()
-        return {"actor_loss": float(loss.detach()), "entropy": float(entropy.detach().mean()), "alpha": float(self.alpha)}
+        return {"actor_loss": float(loss.detach()), "entropy": float(entropy.detach().mean()), "alpha": float(self.alpha),
+                "bc_weight": bc_weight}
 
     def _targets(self, transitions: Sequence[Transition]) -> torch.Tensor:
         reward = torch.tensor([t.reward for t in transitions], dtype=torch.float32)
         live = [t.next_state is not None for t in transitions]
         discount = torch.tensor(
-            [self.cfg.gamma**t.dt if ok else 0.0 for t, ok in zip(transitions, live, strict=True)]
+            [self.cfg.gamma_decision * self.cfg.gamma**t.dt if ok else 0.0
+             for t, ok in zip(transitions, live, strict=True)]
         )
         if not any(live):
             return reward
@@ -154,6 +167,7 @@ class SacLearner:
             "actor_opt": self.actor_opt.state_dict(),
             "alpha_opt": self.alpha_opt.state_dict(),
             "bc_opt": self.bc_opt.state_dict(),
+            "actor_updates": self.actor_updates,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -164,6 +178,7 @@ class SacLearner:
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.bc_opt.load_state_dict(state["bc_opt"])
+        self.actor_updates = int(state.get("actor_updates", 0))
 
 
 def _inputs(transitions: Sequence[Transition]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:

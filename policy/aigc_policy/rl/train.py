@@ -49,7 +49,7 @@ EVAL_SEED_BASE = 10**6
 BC_SHARE = 0.4  # of a wall-clock budget, at most, for the warm start
 Actor = Callable[[ClusterSnapshot, EncodedState], tuple[int, int]]  # -> (action, steps bucket)
 LOG_FIELDS = ("wall_s", "phase", "updates", "decisions", "episodes", "bc_loss", "critic_loss",
-              "q_target", "actor_loss", "entropy", "alpha", "episode_return")
+              "q_target", "actor_loss", "entropy", "alpha", "bc_weight", "episode_return")
 EVAL_FIELDS = ("wall_s", "updates", "decisions", "mean_response_s", "p95_response_s", "slo_attainment",
                "mean_quality", "cold_starts", "score")
 
@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rates", default=None,
                         help="comma-separated arrival rates; training episodes cycle through them and "
                              "evaluation averages over them (default: the scenario's own rate)")
+    parser.add_argument("--mix", default=None,
+                        help="more scenarios to train on with the same policy, '+'-separated SCENARIO:RATE,RATE "
+                             "(e.g. eat-reference:0.03,0.07,0.11); each gets its own teacher and demos, "
+                             "evaluation scores every scenario")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", default="30m", help="wall-clock ('30m', '90s') or SAC updates ('5000')")
@@ -166,6 +170,35 @@ def evaluate(act: Actor, sims: list[Simulator], episodes: int, seed_base: int = 
     return summarise(rows)
 
 
+def evaluate_groups(act: Actor, groups: list[tuple[str, list[Simulator]]], episodes: int) -> dict[str, float]:
+    """evaluate() per scenario; with several, the score is the mean of 100 * (SLO - ln(mean response)),
+    so a 10 % faster response counts the same in every scenario whatever its time scale."""
+    reports = {name: evaluate(act, sims, episodes) for name, sims in groups}
+    if len(reports) == 1:
+        return next(iter(reports.values()))
+    out = {key: float(np.mean([r[key] for r in reports.values()])) for key in next(iter(reports.values()))}
+    out["score"] = float(np.mean([100.0 * (r["slo_attainment"] - math.log(max(r["mean_response_s"], 1e-3)))
+                                  for r in reports.values()]))
+    for name, r in reports.items():
+        out[f"{name}_response_s"], out[f"{name}_slo"] = r["mean_response_s"], r["slo_attainment"]
+    return out
+
+
+def _groups(args: argparse.Namespace) -> list[tuple[str, list]]:
+    """[(scenario name, [Scenario per rate])] for --scenario/--rates and every --mix entry."""
+    specs = [(args.scenario, args.rates)]
+    for part in (args.mix or "").split("+"):
+        if part.strip():
+            name, _, rates = part.strip().partition(":")
+            specs.append((name, rates or None))
+    try:
+        return [(name, [load_scenario(name, rate=r) for r in ([None] if rates is None else
+                                                              [float(x) for x in rates.split(",")])])
+                for name, rates in specs]
+    except ValueError as exc:  # ScenarioError included
+        raise UsageError(str(exc)) from None
+
+
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     tasks = sum(r["tasks"] for r in rows) or 1
     out = {key: sum(r[key] * r["tasks"] for r in rows) / tasks
@@ -202,14 +235,10 @@ def run(args: argparse.Namespace) -> int:
     seconds, max_updates = parse_budget(args.budget)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    try:
-        rates = [None] if args.rates is None else [float(r) for r in args.rates.split(",")]
-        scenarios = [load_scenario(args.scenario, rate=r) for r in rates]
-    except ValueError as exc:  # ScenarioError included
-        raise UsageError(str(exc)) from None
+    scenario_groups = _groups(args)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "algo": args.algo, "scenario": args.scenario, "rates": args.rates, "seed": args.seed,
+        "algo": args.algo, "scenario": args.scenario, "rates": args.rates, "mix": args.mix, "seed": args.seed,
         "net": ALGOS[args.algo].to_dict(), "sac": asdict(SacConfig()),
         "feature_schema_version": FEATURE_SCHEMA_VERSION, "git_commit": git_commit(),
     }
@@ -227,8 +256,17 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "config.json").write_text(json.dumps(meta, indent=1))
     log, eval_log = _csv(args.out / "train.csv", LOG_FIELDS), _csv(args.out / "eval.csv", EVAL_FIELDS)
     rng = np.random.default_rng(args.seed)
-    replay, demos = Replay(200_000, rng), Replay(200_000, rng)
-    sims, eval_sims = [Simulator(s) for s in scenarios], [Simulator(s) for s in scenarios]
+    replay = Replay(200_000, rng)
+    groups = [(name, [Simulator(s) for s in scs]) for name, scs in scenario_groups]
+    eval_groups = [(name, [Simulator(s) for s in scs]) for name, scs in scenario_groups]
+    sims = [sim for _, group in groups for sim in group]
+    demo_sets = [Replay(200_000, rng) for _ in groups]
+
+    def sample_demos(size: int) -> list[Transition]:
+        """An equal share of every scenario's demos (the scenarios' episode lengths differ a lot)."""
+        full = [d for d in demo_sets if len(d)]
+        return [t for i, d in enumerate(full) for t in d.sample(size // len(full) + (i < size % len(full)))]
+
     encoder = Encoder()
     start = time.monotonic()
 
@@ -237,23 +275,26 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. demonstrations (always collected: they also anchor the actor during SAC)
     if args.teacher != "none":
-        name, teacher = pick_teacher(args.teacher.split(","), sims, args.seed)
-        for e in range(args.demo_episodes):
-            teacher.reset(e)
-            run_episode(sims[e % len(sims)], args.seed * 1000 + 500 + e, encoder, teacher_actor(teacher),
-                        lambda t: (demos.add(t), replay.add(t)))
-        print(f"demos: {len(demos)} decisions from {args.demo_episodes} {name} episodes ({wall():.0f}s)")
+        for (scenario, group), demos in zip(groups, demo_sets, strict=True):
+            name, teacher = pick_teacher(args.teacher.split(","), group, args.seed)
+            for e in range(args.demo_episodes):
+                teacher.reset(e)
+                run_episode(group[e % len(group)], args.seed * 1000 + 500 + e, encoder, teacher_actor(teacher),
+                            lambda t, demos=demos: (demos.add(t), replay.add(t)))
+            print(f"demos ({scenario}): {len(demos)} decisions from {args.demo_episodes} {name} episodes "
+                  f"({wall():.0f}s)")
+    has_demos = any(len(d) for d in demo_sets)
     # 2. warm start
     if args.teacher != "none" and not progress["warm_started"]:
         for u in tqdm(range(args.bc_updates), desc="behaviour cloning", mininterval=5):
             if seconds and wall() > BC_SHARE * seconds:
                 break
-            stats = learner.bc_update(demos.sample(args.batch))
+            stats = learner.bc_update(sample_demos(args.batch))
             stats |= learner.critic_update(replay.sample(args.batch))
             if u % 100 == 0:
                 log.writerow({"wall_s": round(wall(), 1), "phase": "bc", **stats})
         progress["warm_started"] = True
-        report = evaluate(greedy_actor(net), eval_sims, args.eval_episodes)
+        report = evaluate_groups(greedy_actor(net), eval_groups, args.eval_episodes)
         eval_log.writerow({"wall_s": round(wall(), 1), **progress, **report})
         print("after warm start:", json.dumps({k: round(v, 3) for k, v in report.items()}))
         progress["best_score"] = report["score"]
@@ -273,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         if len(replay) < args.batch:
             return
         stats = learner.critic_update(replay.sample(args.batch))
-        stats |= learner.actor_update(replay.sample(args.batch), demos.sample(args.batch) if len(demos) else [])
+        stats |= learner.actor_update(replay.sample(args.batch), sample_demos(args.batch) if has_demos else [])
         progress["updates"] += 1
         since_eval += 1
         if progress["updates"] % 50 == 0:
@@ -291,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
         log.writerow({"wall_s": round(wall(), 1), "phase": "episode", **progress, "episode_return": ret})
         if since_eval >= args.eval_every or finished():
             since_eval = 0
-            report = evaluate(greedy_actor(net), eval_sims, args.eval_episodes)
+            report = evaluate_groups(greedy_actor(net), eval_groups, args.eval_episodes)
             eval_log.writerow({"wall_s": round(wall(), 1), **progress, **report})
             tqdm.write(f"eval @ {progress['updates']} updates: " + json.dumps({k: round(v, 3) for k, v in report.items()}))
             if report["score"] > progress["best_score"]:
