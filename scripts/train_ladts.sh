@@ -15,7 +15,7 @@ train() {  # algo scenario episodes
 }
 
 train ladts ladts-reference "$EPISODES"
-train ladts edge-hetero 300
+train ladts edge-hetero 400
 for algo in d2sac sac-ts dqn; do
   train "$algo" ladts-reference "$EPISODES"
 done
