@@ -18,6 +18,7 @@ that queues of minutes stay in a small range; GPU classes are described by what 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,77 +115,68 @@ class EncodedState:
 
 
 class _Shape:
-    """Everything about one task shape (model, size, steps, floor, gangs, work, transfer) that does
-    not depend on the cluster state, as per-class tables over the snapshot's distinct classes.
-
-    Built once per (shape, class list) and reused across decisions: a queue changes by a task or
-    two per decision, and the shapes repeat (a scenario has a handful of models and sizes).
-    `table` packs the per-class columns [C, 3G + 4]: supported, warm k-gang service and cold
-    load per gang size, then k = 1 service, k = 1 load, transfer from the origin and from away.
+    """What the encoder needs of one task shape (model, size, steps, floor, gangs, work, transfer)
+    that does not change while the task waits: the static task fields, the steps mask, and the
+    numbers the per-class look-ups are scaled by. Cached across decisions (a task waits through
+    many, and shapes repeat); everything per node is vectorised in Encoder.encode.
     """
 
-    __slots__ = ("model", "vram", "static", "steps_mask", "allowed", "table")
+    __slots__ = ("model", "vram", "static", "steps_mask", "allowed", "kid", "nums")
 
-    def __init__(self, snap: ClusterSnapshot, t: TaskSpec, classes: tuple[str, ...], tables: _ClassTables) -> None:
+    def __init__(self, snap: ClusterSnapshot, t: TaskSpec, kid: int, tables: _ClassTables) -> None:
         perf = snap.perf
         floor = min_acceptable_steps(perf, t)
         allowed = allowed_gang_sizes(snap, t)
         self.model = t.model
+        self.kid = kid
         self.vram = tables.model_vram(t.model)
-        self.allowed = np.array([k in allowed for k in GANG_SIZES])
+        flags = [float(k in allowed) for k in GANG_SIZES]
+        self.allowed = np.array(flags, dtype=bool)
         # the fields of TASK_FIELDS that do not change while the task waits (NaN: filled per decision)
-        self.static = np.array((
-            np.nan,
-            np.log2(t.width * t.height / 512**2) / 2.0,
+        self.static = np.array([
+            math.nan,
+            math.log2(t.width * t.height / 512**2) / 2.0,
             floor / STEPS_SCALE,
             t.max_steps / STEPS_SCALE,
             float(not t.steps_fixed),
             float(t.deadline_s is not None),
-            np.nan,
+            math.nan,
             float(t.min_quality is not None),
             t.min_quality or 0.0,
-            *self.allowed.astype(float),
-            np.tanh(t.priority / 2.0),
-            np.nan,
-            np.nan,
+            *flags,
+            math.tanh(t.priority / 2.0),
+            math.nan,
+            math.nan,
             self.vram / VRAM_SCALE_GB,
             tables.quality(t.model, t.max_steps),
             tables.quality(t.model, floor),
-            np.nan,
-            np.log(t.work_scale),
-            np.log1p((t.input_mbit + t.output_mbit) / 100.0),
-        ))
+            math.nan,
+            math.log(t.work_scale),
+            math.log1p((t.input_mbit + t.output_mbit) / 100.0),
+        ])
         steps = bucket_steps(perf, t)
         self.steps_mask = np.array([s not in steps[:b] for b, s in enumerate(steps)])
-        sup, step_s, load, rate = tables.get(classes, t.model, t.width, t.height)
-        table = np.empty((len(classes), 3 * N_GANG + 4))
-        table[:, :N_GANG] = sup
-        table[:, N_GANG : 2 * N_GANG] = floor * t.work_scale * step_s  # warm k-gang service (0: unsupported)
-        table[:, 2 * N_GANG : 3 * N_GANG] = load
-        # k = 1 as placement.estimate prices it: steps * (work * step) + load if cold, + transfer
-        table[:, 3 * N_GANG] = floor * (t.work_scale * step_s[:, 0])
-        table[:, 3 * N_GANG + 1] = load[:, 0]
-        if t.input_mbit > 0.0 or t.output_mbit > 0.0:
-            table[:, 3 * N_GANG + 2] = np.nan_to_num(t.output_mbit / rate)
-            table[:, 3 * N_GANG + 3] = np.nan_to_num(t.input_mbit / rate + t.output_mbit / rate)
-        else:
-            table[:, 3 * N_GANG + 2 :] = 0.0
-        self.table = table
+        shipped = t.input_mbit > 0.0 or t.output_mbit > 0.0
+        # service = floor * work * seconds per step; transfers (only if the task ships anything)
+        self.nums = (floor * t.work_scale, t.input_mbit if shipped else 0.0, t.output_mbit if shipped else 0.0)
 
 
 class _ClassTables:
-    """PerfModel look-ups per (distinct classes, model, size): supported [C, G], seconds per step
-    [C, G] (0 where unsupported), cold load [C, G], link rate [C] (NaN: transfers are free)."""
+    """PerfModel look-ups per (distinct classes, model, size), stacked over the (model, size)
+    combinations seen so far: supported [K, C, G], seconds per step [K, C, G] (0 where
+    unsupported), cold load [K, C, G], link rate [K, C] (inf: transfers are free)."""
 
     def __init__(self, perf: PerfModel) -> None:
         self.perf = perf
-        self._tables: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._ids: dict[tuple, int] = {}
+        self._rows: dict[tuple[str, ...], list[tuple[np.ndarray, ...]]] = {}
+        self._stacked: dict[tuple[str, ...], tuple[np.ndarray, ...]] = {}
         self._quality: dict[tuple[str, int], float] = {}
         self._vram: dict[str, float] = {}
 
-    def get(self, classes: tuple[str, ...], model: str, w: int, h: int) -> tuple[np.ndarray, ...]:
+    def kid(self, classes: tuple[str, ...], model: str, w: int, h: int) -> int:
         key = (classes, model, w, h)
-        hit = self._tables.get(key)
+        hit = self._ids.get(key)
         if hit is None:
             perf = self.perf
             sup = np.array([[bool(perf.supports(c, model, w, h, k)) for k in GANG_SIZES] for c in classes])
@@ -193,8 +185,17 @@ class _ClassTables:
                              for c, row in zip(classes, sup, strict=True)], dtype=np.float64)
             load = np.array([[perf.load_seconds(c, model, k) for k in GANG_SIZES] for c in classes], dtype=np.float64)
             rates = [perf.link_mbps(c) for c in classes]
-            rate = np.array([np.nan if r is None else r for r in rates], dtype=np.float64)
-            hit = self._tables[key] = (sup, step, load, rate)
+            rate = np.array([np.inf if r is None else r for r in rates], dtype=np.float64)
+            rows = self._rows.setdefault(classes, [])
+            hit = self._ids[key] = len(rows)
+            rows.append((sup, step, load, rate))
+            self._stacked.pop(classes, None)
+        return hit
+
+    def stacked(self, classes: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        hit = self._stacked.get(classes)
+        if hit is None:
+            hit = self._stacked[classes] = tuple(np.stack(col) for col in zip(*self._rows[classes], strict=True))
         return hit
 
     def quality(self, model: str, steps: int) -> float:
@@ -265,7 +266,7 @@ class Encoder:
             key = (distinct, *_shape_key(snap, t))
             sh = self._shapes.get(key)
             if sh is None:
-                sh = self._shapes[key] = _Shape(snap, t, distinct, tables)
+                sh = self._shapes[key] = _Shape(snap, t, tables.kid(distinct, t.model, t.width, t.height), tables)
             shapes.append(sh)
         # ---- nodes: one pass over nodes and residents
         up = np.fromiter((nd.up for nd in nodes), bool, n)
@@ -320,11 +321,15 @@ class Encoder:
         resident = np.stack([res_m[sh.model] for sh in shapes])  # [Q, N]
         warm1 = np.stack([warm1_m[sh.model] for sh in shapes])
         groups = np.stack([grp_m[sh.model] for sh in shapes])  # [Q, N, G]
-        table = np.stack([sh.table for sh in shapes])[:, cidx]  # [Q, N, 3G + 4]
-        g = N_GANG
-        sup = table[:, :, :g] > 0  # [Q, N, G]
-        svc, load = table[:, :, g : 2 * g], table[:, :, 2 * g : 3 * g]
-        s1, load1, tr_local, tr_remote = (table[:, :, 3 * g + c] for c in range(4))  # [Q, N]
+        sup_k, step_k, load_k, rate_k = tables.stacked(distinct)
+        kids = np.fromiter((sh.kid for sh in shapes), np.intp, q)[:, None]
+        sup, step, load, rate = sup_k[kids, cidx], step_k[kids, cidx], load_k[kids, cidx], rate_k[kids, cidx]
+        scale, in_mbit, out_mbit = np.array([sh.nums for sh in shapes]).T[:, :, None]  # [Q, 1] each
+        svc = scale[:, :, None] * step  # warm k-gang service [Q, N, G] (0 where unsupported)
+        # k = 1 as placement.estimate prices it: service, + load if cold, + transfer
+        s1, load1 = svc[:, :, 0], load[:, :, 0]
+        tr_local = out_mbit / rate
+        tr_remote = in_mbit / rate + tr_local
         origins = np.fromiter((index.get(t.origin, -2) if t.origin is not None else -1 for t in tasks), np.intp, q)
         local = (origins[:, None] == -1) | (origins[:, None] == np.arange(n))
         allowed = np.stack([sh.allowed for sh in shapes])  # [Q, G]
