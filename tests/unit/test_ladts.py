@@ -50,11 +50,11 @@ class RecordingBrain:
         self.out /= self.out.sum()
         self.seen: list[np.ndarray] = []
 
-    def scores(self, obs, latent, noise):  # noqa: ANN001, ANN201
+    def scores(self, obs, latent, noise):
         self.seen.append(np.array(latent[0]))
         return self.out
 
-    def choose(self, scores, mask, explore, rng):  # noqa: ANN001, ANN201
+    def choose(self, scores, mask, explore, rng):
         return int(np.argmax(np.where(mask, scores, -1)))
 
 
@@ -65,7 +65,7 @@ def small_ladts():
     return replace(sc, arrivals={**sc.arrivals, "slots": 6, "per_node": [1, 12]})
 
 
-def test_memory_update_rule(small_ladts) -> None:  # noqa: ANN001
+def test_memory_update_rule(small_ladts) -> None:
     sc = small_ladts
     n = len(sc.nodes)
     brain = RecordingBrain(n)
@@ -150,7 +150,7 @@ def test_short_training_beats_uniform_random() -> None:
 
 
 @pytest.mark.parametrize("algo", ["ladts", "d2sac", "sac-ts", "dqn"])
-def test_onnx_parity_with_memory_input(algo: str, small_ladts, tmp_path) -> None:  # noqa: ANN001
+def test_onnx_parity_with_memory_input(algo: str, small_ladts, tmp_path) -> None:
     from aigc_policy.rl.ts_train import ScoreModule, build_model
 
     torch.manual_seed(1)

@@ -13,6 +13,7 @@ Metadata (JSON under "ladts"): algo, n_agents, n_nodes, node_classes, latent, no
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from aigc_policy.placement import Placement
 from aigc_policy.rl.ts_env import (
     Observation,
     ObserverConfig,
@@ -110,7 +112,7 @@ class ShippedPolicy:
         if self.inner is not None:
             self.inner.reset(seed)
 
-    def decide(self, snap: ClusterSnapshot):  # noqa: ANN201 - Placement | None, as the protocol
+    def decide(self, snap: ClusterSnapshot) -> Placement | None:
         if self.inner is None:
             self.inner = self._match([n.gpu_class for n in snap.nodes])
             self.inner.reset(self.seed)
@@ -127,7 +129,9 @@ class ShippedPolicy:
                          f"pass {self.algo}:PATH")
 
 
-def factory(algo: str):  # noqa: ANN201 - a policies-registry factory
+def factory(algo: str) -> Callable[..., TaskScheduler | ShippedPolicy]:
+    """A policies-registry factory: `algo` alone loads the shipped model, `algo:PATH` another file."""
+
     def make(path: str | None = None) -> TaskScheduler | ShippedPolicy:
         return load(path, algo) if path else ShippedPolicy(algo)
     return make
