@@ -41,6 +41,7 @@ REASON_UNSCHEDULABLE = "Unschedulable"
 REASON_NO_NODES = "NoUsableNodes"
 REASON_POLICY_UNAVAILABLE = "PolicyUnavailable"
 UNSCHEDULABLE_RETRY_S = 10.0  # without a node or worker change, re-check unplaceable tasks this often
+REVIEW_INTERVAL_S = 0.25  # reviews scan every placed task: at most this often, however busy the watch
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,10 @@ class Placer:
         self._wake_at: float | None = None  # epoch s when a waiting policy may place again
         self._write_slots = asyncio.Semaphore(settings.api_concurrency)
         self._writes: set[asyncio.Task[None]] = set()  # in flight; the loop does not wait for them
+        # Decide at most this far ahead of the writes, so decisions use a fresh view.
+        self._max_writes = 2 * max(settings.batch_size, settings.api_concurrency)
+        self._last_review = 0.0
+        self._review_skipped = False
 
     def notify(self) -> None:
         self._wake.set()
@@ -88,6 +93,8 @@ class Placer:
             timeout = self.settings.tick_s
             if self._wake_at is not None:
                 timeout = min(timeout, max(0.01, self._wake_at - time.time()))
+            if self._review_skipped:
+                timeout = min(timeout, REVIEW_INTERVAL_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             self._wake_at = None
@@ -126,6 +133,8 @@ class Placer:
 
     async def place_batch(self) -> bool:
         """One batch; True if it placed something and more tasks are pending."""
+        if len(self._writes) >= self._max_writes:
+            return False  # a finished write wakes the loop
         now = utcnow()
         keys = self.tasks.take_pending(self.settings.batch_size, now.timestamp())
         if not keys:
@@ -221,6 +230,8 @@ class Placer:
 
     def _write_done(self, task: asyncio.Task[None]) -> None:
         self._writes.discard(task)
+        if self.tasks.pending_count:
+            self.notify()
         if not task.cancelled() and task.exception() is not None:
             log.error("status write failed unexpectedly", exc_info=task.exception())
 

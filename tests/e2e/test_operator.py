@@ -179,12 +179,9 @@ def test_tasks_are_placed_with_conditions_events_columns_and_metrics(env: Env) -
     assert op.metric("aigc_scheduler_build_info", version="0.1.0") == 1
     for node in env.nodes:
         assert 0 <= op.metric("aigc_scheduler_node_metrics_age_seconds", node=node) < TTL_S
-    health = op.health()
-    assert (
-        health["queueDepth"] == 0
-        and health["policy"]["error"] is None
-        and health["workersAlive"] == len(env.nodes)
-    )
+    # kopf caches probe results for 10 s: wait for a fresh payload.
+    health = wait_for(lambda: (h := op.health()) and h["queueDepth"] == 0 and h, 15, "empty queue in health")
+    assert health["policy"]["error"] is None and health["workersAlive"] == len(env.nodes)
 
 
 def test_stale_node_metrics_are_flagged_per_node(env: Env) -> None:
@@ -203,6 +200,8 @@ def test_stale_node_metrics_are_flagged_per_node(env: Env) -> None:
         '{"spec":{"renewTime":"2020-01-01T00:00:00.000000Z"}}',
     )
     try:
+        alive = len(env.nodes) - 1
+        wait_for(lambda: (env.operator.health() or {}).get("workersAlive") == alive, 20, "edge-0 worker gone")
         wait_for(
             lambda: env.operator.metric("aigc_scheduler_node_metrics_age_seconds", node="edge-1") > TTL_S,
             30,
