@@ -44,7 +44,7 @@ e2e: install components
 
 # The whole suite: lint, unit, integration and the end-to-end lane on the real control plane.
 test: install components lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=15 tests
 
 bench: install
 	$(BIN)/aigc-edge bench --scenario eat-reference --policies random,round-robin,least-loaded,eft,eat-greedy --episodes 5 --seed 1 --out bench/out
