@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-PIPELINE_KINDS = ("sd15", "sd21", "sdxl", "sd-turbo", "sdxl-turbo", "tiny-sd")
+PIPELINE_KINDS = ("sd15", "sd21", "sdxl", "sd-turbo", "sdxl-turbo", "tiny-sd", "sd3-medium")
 CONFIGMAP_KEY = "catalog.yaml"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
 

@@ -12,16 +12,18 @@ One Lease per GPU node, named `aigc-worker-<node>`, in the operator's namespace:
         aigc.edge.io/queue-length: "2"                         # ranks accepted and not finished
     spec:
       holderIdentity: <worker pod name>
-      leaseDurationSeconds: 30
-      renewTime: <MicroTime>        # the worker renews well within leaseDurationSeconds
+      leaseDurationSeconds: 15      # ~3x the worker's renewal period (`lease_seconds_for`)
+      renewTime: <MicroTime>        # the worker renews every period, well within leaseDurationSeconds
       acquireTime: <MicroTime>
 
-A worker is alive while renewTime + leaseDurationSeconds is in the future.
+A worker is alive while renewTime + leaseDurationSeconds (capped by the operator's heartbeat TTL)
+is in the future. Its claims on AIGCTasks live exactly as long (aigc_api.status.claim_deadline).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +32,7 @@ from aigc_policy.snapshot import Resident
 
 from aigc_api import GROUP
 from aigc_api.clock import format_micro_time, format_time, parse_time
+from aigc_api.status import lease_expiry
 
 LEASE_PREFIX = "aigc-worker-"
 LABEL_WORKER = f"{GROUP}/worker"
@@ -38,11 +41,17 @@ ANNOTATION_ADDRESS = f"{GROUP}/address"
 ANNOTATION_RESIDENT = f"{GROUP}/resident-models"
 ANNOTATION_FREE_AT = f"{GROUP}/free-at"
 ANNOTATION_QUEUE = f"{GROUP}/queue-length"
-DEFAULT_LEASE_SECONDS = 30
+DEFAULT_LEASE_SECONDS = 30  # a Lease that does not say (older workers published a fixed 30 s)
+LEASE_PERIODS = 3  # a worker's Lease outlives this many missed renewals, like a kubelet's node Lease
 
 
 def lease_name(node: str) -> str:
     return f"{LEASE_PREFIX}{node}"
+
+
+def lease_seconds_for(renew_period_s: float) -> int:
+    """leaseDurationSeconds for a worker renewing every `renew_period_s`: LEASE_PERIODS periods."""
+    return max(1, math.ceil(LEASE_PERIODS * renew_period_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +65,9 @@ class WorkerStatus:
     free_at: datetime | None = None
     queue_length: int = 0
 
-    def alive(self, now: datetime) -> bool:
-        return now < self.renew_time + timedelta(seconds=self.lease_seconds)
+    def alive(self, now: datetime, max_ttl: timedelta | None = None) -> bool:
+        """Fresh at `now`; `max_ttl` caps leaseDurationSeconds (the operator's heartbeat TTL)."""
+        return now < lease_expiry(self, max_ttl)
 
 
 def encode_resident(resident: tuple[Resident, ...] | list[Resident]) -> str:

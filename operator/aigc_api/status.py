@@ -20,6 +20,10 @@ JSON merge patches carrying `metadata.resourceVersion`: the API server answers 4
 the object changed meanwhile, and the writer re-reads and re-builds (see `guarded_update`).
 Heartbeats are JSON Patches guarded by `test` operations on the claim itself, so sibling ranks
 renewing at the same time never conflict. All patches go to the `status` subresource.
+
+Claim liveness (`claim_deadline`): a claim is alive while the worker Lease of its node is fresh and
+held by the claim's holder; heartbeatTime is the fallback when no Lease is known, so a worker only
+needs to renew its Lease (and, optionally, the claim of the rank it is running) each period.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aigc_api import conditions as cond
 from aigc_api.clock import format_time, millis_between, parse_time
@@ -51,6 +55,7 @@ OUT_OF_MEMORY = "OutOfMemory"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
 RENDEZVOUS_FAILED = "RendezvousFailed"
 MAX_ATTEMPTS_EXCEEDED = "MaxAttemptsExceeded"
+UNSCHEDULABLE = "Unschedulable"  # no GPU class of the perf profile can ever run the task
 RETRYABLE_REASONS = frozenset(
     {
         CLAIM_EXPIRED,
@@ -220,10 +225,57 @@ def current_failure(body: dict[str, Any]) -> dict[str, Any] | None:
     return failure
 
 
+class WorkerLease(Protocol):
+    """What claim liveness needs from a worker Lease (aigc_api.lease.WorkerStatus has it)."""
+
+    @property
+    def holder(self) -> str: ...
+
+    @property
+    def renew_time(self) -> datetime: ...
+
+    @property
+    def lease_seconds(self) -> int: ...
+
+
+def lease_expiry(lease: WorkerLease, heartbeat_ttl: timedelta | None = None) -> datetime:
+    """When a worker Lease stops counting as alive: renewTime + leaseDurationSeconds, or + the
+    operator's heartbeat TTL if that is shorter (so a dead worker never outlives its claims)."""
+    duration = timedelta(seconds=lease.lease_seconds)
+    if heartbeat_ttl is not None:
+        duration = min(duration, heartbeat_ttl)
+    return lease.renew_time + duration
+
+
+def claim_deadline(claim: Claim, heartbeat_ttl: timedelta, lease: WorkerLease | None) -> datetime | None:
+    """Until when `claim` counts as alive; None: it is dead already.
+
+    THE claim liveness rule (as Kubernetes does with node Leases). With no worker Lease known for
+    the claim's node, the claim's own heartbeatTime + TTL decides (backwards compatible). With one,
+    the claim lives while that Lease is fresh (`lease_expiry`) AND held by the claim's holder: a
+    restarted worker with a new identity does not keep the old claims. A heartbeat the holder
+    still renews (its running rank) keeps the claim alive too.
+    """
+    by_heartbeat = claim.heartbeat_time + heartbeat_ttl
+    if lease is None:
+        return by_heartbeat
+    if lease.holder != claim.holder:
+        return None
+    return max(lease_expiry(lease, heartbeat_ttl), by_heartbeat)
+
+
 def expired_ranks(
-    body: dict[str, Any], now: datetime, heartbeat_ttl: timedelta, claim_timeout: timedelta
+    body: dict[str, Any],
+    now: datetime,
+    heartbeat_ttl: timedelta,
+    claim_timeout: timedelta,
+    worker_lease: Callable[[str], WorkerLease | None] | None = None,
 ) -> dict[int, str]:
-    """Ranks of the current attempt that lost their worker: rank -> CLAIM_EXPIRED | CLAIM_TIMEOUT."""
+    """Ranks of the current attempt that lost their worker: rank -> CLAIM_EXPIRED | CLAIM_TIMEOUT.
+
+    `worker_lease(node)` is the reader's view of the worker Lease of `node` (None: unknown); see
+    `claim_deadline` for the rule.
+    """
     placement = parse_placement(body)
     if placement is None or is_terminal(body):
         return {}
@@ -234,9 +286,36 @@ def expired_ranks(
         if claim is None:
             if now - placement.decision_time > claim_timeout:
                 lost[rank] = CLAIM_TIMEOUT
-        elif now - claim.heartbeat_time > heartbeat_ttl:
+            continue
+        lease = worker_lease(claim.node) if worker_lease is not None else None
+        deadline = claim_deadline(claim, heartbeat_ttl, lease)
+        if deadline is None or now > deadline:
             lost[rank] = CLAIM_EXPIRED
     return lost
+
+
+def next_expiry(
+    body: dict[str, Any],
+    heartbeat_ttl: timedelta,
+    claim_timeout: timedelta,
+    worker_lease: Callable[[str], WorkerLease | None] | None = None,
+) -> datetime | None:
+    """The earliest moment `expired_ranks` can change its answer without a new write (None: never)."""
+    placement = parse_placement(body)
+    if placement is None or is_terminal(body):
+        return None
+    claims = current_claims(body)
+    times: list[datetime] = []
+    for rank in range(placement.gang_size):
+        claim = claims.get(rank)
+        if claim is None:
+            times.append(placement.decision_time + claim_timeout)
+            continue
+        lease = worker_lease(claim.node) if worker_lease is not None else None
+        deadline = claim_deadline(claim, heartbeat_ttl, lease)
+        if deadline is not None:
+            times.append(deadline)
+    return min(times, default=None)
 
 
 # ------------------------------------------------------------------ writing: common

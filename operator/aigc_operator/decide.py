@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from aigc_policy.placement import candidate_gangs, estimate
 from aigc_policy.scheduler import Scheduler
-from aigc_policy.snapshot import ClusterSnapshot, NodeState, PerfModel, Resident, TaskSpec
+from aigc_policy.snapshot import GANG_SIZES, ClusterSnapshot, NodeState, PerfModel, Resident, TaskSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,28 @@ class BatchOutcome:
 
 def runnable_somewhere(snapshot: ClusterSnapshot, task: TaskSpec) -> bool:
     return next(candidate_gangs(snapshot, task), None) is not None
+
+
+def never_runnable(perf: PerfModel, task: TaskSpec, gang_sizes: tuple[int, ...] = GANG_SIZES) -> str | None:
+    """Why no GPU class of the perf profile can ever run `task` (None: some class can).
+
+    A static property of the task and the profile, not of the current load: such a task fails
+    fast instead of waiting forever. A profile that does not list its classes is never judged.
+    """
+    classes = tuple(getattr(perf, "classes", None) or ())
+    if not classes:
+        return None
+    sizes = gang_sizes if task.gang_sizes is None else tuple(k for k in task.gang_sizes if k in gang_sizes)
+    if not sizes:
+        allowed = ",".join(str(k) for k in gang_sizes)
+        return f"gang size(s) {list(task.gang_sizes or ())} are not among the supported {allowed}"
+    for gpu_class in classes:
+        if any(perf.supports(gpu_class, task.model, task.width, task.height, k) for k in sizes):
+            return None
+    return (
+        f"no GPU class of the perf profile ({', '.join(classes)}) supports model {task.model} at "
+        f"{task.width}x{task.height} with gang size(s) {','.join(str(k) for k in sizes)}"
+    )
 
 
 def decide_batch(

@@ -32,7 +32,9 @@ def review(
     heartbeat_ttl: timedelta,
     claim_timeout: timedelta,
     max_attempts: int,
+    worker_lease: Callable[[str], st.WorkerLease | None] | None = None,
 ) -> Review:
+    """`worker_lease(node)`: the operator's view of that node's worker Lease (claim liveness)."""
     placement = st.parse_placement(body)
     if placement is None or st.is_terminal(body):
         return Review(KEEP)
@@ -47,30 +49,17 @@ def review(
         return _retry(
             placement.attempt, max_attempts, st.NODE_LOST, f"node(s) {','.join(sorted(set(lost)))} not ready"
         )
-    expired = st.expired_ranks(body, now, heartbeat_ttl, claim_timeout)
+    expired = st.expired_ranks(body, now, heartbeat_ttl, claim_timeout, worker_lease)
     if expired:
         reason = st.CLAIM_EXPIRED if st.CLAIM_EXPIRED in expired.values() else st.CLAIM_TIMEOUT
         ranks = ",".join(str(r) for r in sorted(expired))
         return _retry(
             placement.attempt, max_attempts, reason, f"rank(s) {ranks} of attempt {placement.attempt}"
         )
-    return Review(KEEP, next_check=_next_expiry(body, placement, heartbeat_ttl, claim_timeout))
+    return Review(KEEP, next_check=st.next_expiry(body, heartbeat_ttl, claim_timeout, worker_lease))
 
 
 def _retry(attempt: int, max_attempts: int, reason: str, message: str) -> Review:
     if attempt >= max_attempts:
         return Review(FAIL, st.MAX_ATTEMPTS_EXCEEDED, f"{attempt} attempt(s); last: {reason}: {message}")
     return Review(REPLACE, reason, message)
-
-
-def _next_expiry(
-    body: dict[str, Any], placement: st.PlacementRecord, heartbeat_ttl: timedelta, claim_timeout: timedelta
-) -> datetime:
-    claims = st.current_claims(body)
-    times = [
-        claims[rank].heartbeat_time + heartbeat_ttl
-        if rank in claims
-        else placement.decision_time + claim_timeout
-        for rank in range(placement.gang_size)
-    ]
-    return min(times)

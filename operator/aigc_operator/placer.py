@@ -13,7 +13,7 @@ import time
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aigc_api import conditions as cond
@@ -25,7 +25,7 @@ from aigc_api.spec import SpecError, parse_task_spec
 from aigc_policy.snapshot import PerfModel, TaskSpec
 
 from aigc_operator import lifecycle
-from aigc_operator.decide import Decision, decide_batch
+from aigc_operator.decide import Decision, decide_batch, never_runnable
 from aigc_operator.events import NORMAL, WARNING, EventRecorder
 from aigc_operator.gpu_metrics import MetricsReading
 from aigc_operator.kube import KubeApi, is_conflict, is_gone
@@ -37,7 +37,7 @@ from aigc_operator.view import MetricsHealth, build_node_states, metrics_health
 
 log = logging.getLogger(__name__)
 
-REASON_UNSCHEDULABLE = "Unschedulable"
+REASON_UNSCHEDULABLE = st.UNSCHEDULABLE  # Pending + Scheduled=False (now), or Failed (never)
 REASON_NO_NODES = "NoUsableNodes"
 REASON_POLICY_UNAVAILABLE = "PolicyUnavailable"
 UNSCHEDULABLE_RETRY_S = 10.0  # without a node or worker change, re-check unplaceable tasks this often
@@ -75,6 +75,7 @@ class Placer:
         self.perf = perf
         self.catalog = catalog
         self.workers: dict[str, WorkerStatus] = {}
+        self._dead_holders: dict[str, tuple[str, datetime]] = {}  # node -> (holder, when its claim expired)
         self.reading: MetricsReading | None = None
         self._wake = asyncio.Event()
         self._wake_at: float | None = None  # epoch s when a waiting policy may place again
@@ -114,10 +115,13 @@ class Placer:
         ttl = timedelta(seconds=self.settings.heartbeat_ttl_s)
         timeout = timedelta(seconds=self.settings.claim_timeout_s)
         failures = []
+        workers = self.workers
         for key, body in self.tasks.due_for_review(now.timestamp()):
             verdict = lifecycle.review(
-                body, now, self.nodes.is_usable, ttl, timeout, self.settings.max_attempts
+                body, now, self.nodes.is_usable, ttl, timeout, self.settings.max_attempts, workers.get
             )
+            if verdict.reason == st.CLAIM_EXPIRED:
+                self._note_dead_holders(body, now, ttl, timeout)
             if verdict.action == lifecycle.KEEP:
                 next_check = verdict.next_check.timestamp() if verdict.next_check else float("inf")
                 self.tasks.set_review(key, next_check)
@@ -128,6 +132,34 @@ class Placer:
                 failures.append(self._fail(key, body, verdict.reason, verdict.message))
         if failures:
             await asyncio.gather(*failures)
+
+    def _note_dead_holders(
+        self, body: dict[str, Any], now: datetime, ttl: timedelta, timeout: timedelta
+    ) -> None:
+        """Remember who held the expired claims where, so their tasks never go back to a node that
+        only looks alive (finding 3): until its Lease names another holder or is renewed later."""
+        claims = st.current_claims(body)
+        for rank in st.expired_ranks(body, now, ttl, timeout, self.workers.get):
+            claim = claims.get(rank)
+            if claim is not None:
+                self._dead_holders[claim.node] = (claim.holder, now)
+
+    def _suspect(self, node: str, now: datetime, ttl: timedelta) -> bool:
+        """A node whose worker let a claim expire and has not shown a sign of life since."""
+        dead = self._dead_holders.get(node)
+        if dead is None:
+            return False
+        holder, since = dead
+        lease = self.workers.get(node)
+        revived = (
+            lease is not None
+            and lease.alive(now, ttl)
+            and (lease.holder != holder or lease.renew_time > since)
+        )
+        if revived or now > since + ttl:
+            del self._dead_holders[node]
+            return False
+        return True
 
     # ------------------------------------------------------------------ placement
 
@@ -157,16 +189,27 @@ class Placer:
                 reason = f"model {spec.model!r} is not in the catalog ({known})"
                 self._spawn(self._fail(key, body, st.UNKNOWN_MODEL, reason))
                 continue
+            never = never_runnable(self.perf, spec)
+            if never is not None:
+                self._spawn(self._fail(key, body, st.UNSCHEDULABLE, never))
+                continue
             specs.append(spec)
             key_of[spec.id] = key
             body_of[key] = body
         if not specs:
             return self.tasks.has_takeable(now.timestamp())
 
-        usable = self.nodes.usable()
+        ttl = timedelta(seconds=self.settings.heartbeat_ttl_s)
+        usable = [n for n in self.nodes.usable() if not self._suspect(n.name, now, ttl)]
         health = self.metrics_health(n.name for n in usable)
         node_states = build_node_states(
-            usable, self.workers, self.tasks.placed_loads(), health, now, self.settings.require_worker
+            usable,
+            self.workers,
+            self.tasks.placed_loads(),
+            health,
+            now,
+            self.settings.require_worker,
+            lease_ttl=ttl,
         )
         policy, fallback_reason = self._choose_policy(health)
         loop = asyncio.get_running_loop()
@@ -187,7 +230,7 @@ class Placer:
             self.tasks.hold(key, load)
             self._spawn(self._write_placement(key, body_of[key], decision, policy, fallback_reason, health))
         reason, message = (
-            (REASON_UNSCHEDULABLE, "no GPU node class can run this model/size/gang combination")
+            (REASON_UNSCHEDULABLE, "no Ready GPU node with a live worker can run this model/size/gang now")
             if node_states
             else (REASON_NO_NODES, "no Ready GPU node with a live worker")
         )

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from aigc_api import status as st
 from aigc_api.catalog import ModelCatalog
 from aigc_api.clock import parse_time, utcnow
+from aigc_api.lease import WorkerStatus
 from aigc_api.spec import task_id
 from aigc_policy.snapshot import PerfModel
 
@@ -105,12 +107,17 @@ class Runtime:
             except Exception as exc:
                 log.warning("reading worker Leases failed: %s", exc)
             else:
-                alive_before = {n for n, w in self.placer.workers.items() if w.alive(utcnow())}
+                alive_before = self._alive_workers(self.placer.workers)
                 self.placer.workers = workers
-                if {n for n, w in workers.items() if w.alive(utcnow())} != alive_before:
+                if self._alive_workers(workers) != alive_before:
                     self.tasks.clear_deferrals()
                     self.placer.notify()
             await asyncio.sleep(self.settings.lease_poll_s)
+
+    def _alive_workers(self, workers: dict[str, WorkerStatus]) -> set[str]:
+        ttl = timedelta(seconds=self.settings.heartbeat_ttl_s)
+        now = utcnow()
+        return {n for n, w in workers.items() if w.alive(now, ttl)}
 
     async def _poll_metrics(self) -> None:
         assert self.sampler is not None
@@ -180,6 +187,6 @@ class Runtime:
                 "ageSeconds": None if reading is None else round(time.monotonic() - reading.taken_at, 3),
                 "error": None if reading is None else reading.error,
             },
-            "workersAlive": sum(1 for w in self.placer.workers.values() if w.alive(utcnow())),
+            "workersAlive": len(self._alive_workers(self.placer.workers)),
             "eventsDropped": self.events.dropped,
         }

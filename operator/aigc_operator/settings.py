@@ -115,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "heartbeat-ttl",
         d.heartbeat_ttl_s,
-        "seconds without a claim heartbeat before re-placement",
+        "seconds a claim outlives its worker: caps the worker Lease duration (claim heartbeat when no Lease)",
         type=float,
     )
     _flag(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aigc_api.lease import WorkerStatus
 from aigc_policy.snapshot import NodeState, Resident
@@ -79,13 +79,15 @@ def build_node_states(
     health: MetricsHealth,
     now: datetime,
     require_worker: bool,
+    lease_ttl: timedelta | None = None,
 ) -> list[NodeState]:
+    """`lease_ttl` caps each worker Lease's duration, as for the claims on it (aigc_api.status)."""
     now_s = now.timestamp()
     states: dict[str, NodeState] = {}
     reported: dict[str, tuple[float, float] | None] = {}  # node -> (report time, reported free_at)
     for info in nodes:
         worker = workers.get(info.name)
-        alive = worker is not None and worker.alive(now)
+        alive = worker is not None and worker.alive(now, lease_ttl)
         if require_worker and not alive:
             continue
         states[info.name] = NodeState(

@@ -1,38 +1,19 @@
-"""The worker's view of the model catalog: aigc_api.catalog plus kinds only the worker knows yet.
+"""The worker's view of the model catalog: aigc_api.catalog, read from a file or the ConfigMap.
 
-`sd3-medium` (reSD3-medium: SD3 without T5) is not in aigc_api.catalog.PIPELINE_KINDS; until it
-is, its entries are validated by the shared parser under a stand-in kind and given their own kind
-back, so the format and its checks keep one home. Delete WORKER_ONLY_KINDS once the shared list
-has them.
+Every pipeline kind the worker builds (sd3-medium included) is in aigc_api.catalog.PIPELINE_KINDS,
+so the format and its checks have one home.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import yaml
-from aigc_api.catalog import CONFIGMAP_KEY, PIPELINE_KINDS, ModelCatalog, parse_catalog
-
-WORKER_ONLY_KINDS = tuple(k for k in ("sd3-medium",) if k not in PIPELINE_KINDS)
-_STAND_IN_KIND = "tiny-sd"
+from aigc_api.catalog import CONFIGMAP_KEY, ModelCatalog, parse_catalog
 
 
 def parse_worker_catalog(text: str) -> ModelCatalog:
-    data = yaml.safe_load(text) or {}
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, list) or not WORKER_ONLY_KINDS:
-        return parse_catalog(text)
-    own_kinds = {
-        i: raw["pipeline"]
-        for i, raw in enumerate(models)
-        if isinstance(raw, dict) and raw.get("pipeline") in WORKER_ONLY_KINDS
-    }
-    stand_ins = [
-        {**raw, "pipeline": _STAND_IN_KIND} if i in own_kinds else raw for i, raw in enumerate(models)
-    ]
-    shared = parse_catalog(yaml.safe_dump({"models": stand_ins}))
-    return ModelCatalog([replace(e, pipeline=own_kinds.get(i, e.pipeline)) for i, e in enumerate(shared)])
+    return parse_catalog(text)
 
 
 def load_worker_catalog(path: Path) -> ModelCatalog:

@@ -58,6 +58,11 @@ class ServiceConfig:
     idle_wait_s: float = 0.5
     rendezvous_timeout_s: float = 120.0
 
+    @property
+    def lease_seconds(self) -> int:
+        """leaseDurationSeconds of this worker's Lease: a few heartbeat periods (aigc_api.lease)."""
+        return lease_api.lease_seconds_for(self.heartbeat_s)
+
 
 @dataclass(order=True)
 class HeldRank:
@@ -93,6 +98,9 @@ class Worker:
         self._queued = threading.Event()  # a rank was added to the held queue
         self._started_at = utcnow()
         self._groups: dict[str, tuple[str, ...]] = {}  # model -> nodes of the last gang that ran it
+        # (key, attempt, rank) this incarnation has taken on, so a rank is run at most once even
+        # while its finished task is still visible; pruned when the task leaves this node.
+        self._accepted: set[tuple[TaskKey, int, int]] = set()
 
     # ---------------------------------------------------------------- seeing tasks
 
@@ -177,9 +185,14 @@ class Worker:
                     *key, placement.attempt, st.INVALID_SPEC, f"{self.config.node} placed {len(ranks)} times"
                 )
                 continue
-            claims = st.current_claims(body)
-            if ranks[0] in claims:  # held by someone else (ours were handled by recover)
+            if (key, placement.attempt, ranks[0]) in self._accepted:
                 continue
+            claims = st.current_claims(body)
+            holder = claims[ranks[0]].holder if ranks[0] in claims else None
+            if holder is not None and holder != self.config.holder:
+                continue
+            # Unclaimed, or ours without being taken on (a claim write that failed on the way
+            # back): our Lease keeps such a claim alive, so it must be run, never left behind.
             rendezvous = self.config.rendezvous if ranks[0] == 0 else None
             if self.claims.claim(*key, placement.attempt, ranks[0], rendezvous):
                 self._hold(key, body, ranks[0])
@@ -208,6 +221,7 @@ class Worker:
             else placement.decision_time.replace(tzinfo=UTC)
         )
         with self._lock:
+            self._accepted.add((key, run.attempt, rank))
             self._held[key] = HeldRank(decided, key, run, placement.estimated_service_millis / 1000)
             self.on_queue(len(self._held))
         self._queued.set()
@@ -320,18 +334,43 @@ class Worker:
     # ---------------------------------------------------------------- liveness
 
     def heartbeat(self) -> None:
-        held = list(self._held.values()) + ([self._running] if self._running else [])
-        for item in held:
+        """Renew this worker's Lease (which keeps all its claims alive, aigc_api.status) and the
+        claims whose peers watch them: the running rank and queued gang ranks (`gang_problem`).
+
+        Queued solo ranks cost no API call: a period is O(1) requests however deep the queue.
+        """
+        self._prune_held()
+        running = self._running
+        watched = [h for h in list(self._held.values()) if len(h.run.nodes) > 1]
+        for item in ([running] if running else []) + watched:
             run = item.run
             try:
                 alive = self.claims.heartbeat(run.namespace, run.name, run.attempt, run.rank)
             except Exception:
                 log.warning("heartbeat for %s/%s failed", run.namespace, run.name, exc_info=True)
                 continue
-            if not alive and item is not self._running:
+            if not alive and item is not running:
                 with self._lock:
                     self._held.pop(item.key, None)
         self.publish_lease()
+
+    def _prune_held(self) -> None:
+        """Drop queued ranks the watched tasks show are over or taken (no API calls)."""
+        tasks = self._snapshot()
+        with self._lock:
+            for key, held in list(self._held.items()):
+                body = tasks.get(key)
+                placement = st.parse_placement(body) if body is not None else None
+                claim = st.current_claims(body).get(held.run.rank) if body is not None else None
+                if (
+                    body is None
+                    or placement is None
+                    or placement.attempt != held.run.attempt
+                    or (claim is not None and claim.holder != self.config.holder)
+                ):
+                    del self._held[key]
+            self._accepted = {a for a in self._accepted if a[0] in tasks}
+            self.on_queue(len(self._held))
 
     def publish_lease(self) -> None:
         now = utcnow()
@@ -346,6 +385,7 @@ class Worker:
             holder=self.config.holder,
             address=self.config.address,
             renew_time=now,
+            lease_seconds=self.config.lease_seconds,
             resident=resident,
             free_at=now + timedelta(seconds=queued + running),
             queue_length=len(self._held) + (1 if self._running else 0),

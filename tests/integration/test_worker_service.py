@@ -178,3 +178,73 @@ def test_restarted_worker_resumes_a_solo_rank_and_fails_a_gang_rank(models_dir: 
     serve_once(restarted)
     assert status(api, "solo")["phase"] == st.SUCCEEDED
     assert status(api, "gang")["failure"]["reason"] == WORKER_RESTARTED
+
+
+class _IdleExecutor:
+    def run(self, run):  # noqa: ANN001, ANN201
+        raise AssertionError("not run in this test")
+
+    def resident_models(self) -> list[str]:
+        return []
+
+
+class _CountingTasks(FakeTasks):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+    def get(self, namespace: str, name: str) -> dict:
+        self.calls["get"] = self.calls.get("get", 0) + 1
+        return super().get(namespace, name)
+
+    def json_patch_status(self, namespace: str, name: str, ops: list) -> dict:
+        self.calls["json_patch"] = self.calls.get("json_patch", 0) + 1
+        return super().json_patch_status(namespace, name, ops)
+
+
+def test_heartbeat_renews_the_lease_not_every_queued_claim() -> None:
+    """Claims live on the worker Lease (aigc_api.status.claim_deadline): a heartbeat period costs
+    O(1) API calls however many solo ranks are queued; queued gang ranks, watched by their peers,
+    are still renewed. The Lease lasts ~3 heartbeat periods."""
+    api = _CountingTasks()
+    config = ServiceConfig(
+        node="edge-0",
+        holder="pod-edge-0",
+        address="a:1",
+        rendezvous="127.0.0.1:1",
+        lease_namespace="aigc-system",
+        heartbeat_s=2.0,
+    )
+    worker = Worker(api, _IdleExecutor(), config, on_queue=lambda _n: None)  # type: ignore[arg-type]
+    for i in range(20):
+        submit(api, f"solo-{i}", SD15)
+    submit(api, "gang", SD15, nodes=("edge-0", "edge-1"))
+    worker.resync()
+    worker.accept_new()
+    assert len(worker._held) == 21
+    api.calls.clear()
+    worker.heartbeat()
+    assert api.calls == {"get": 1, "json_patch": 1}  # the gang rank only
+    lease = api.leases["aigc-worker-edge-0"]
+    assert lease["spec"]["leaseDurationSeconds"] == 6 and lease["spec"]["holderIdentity"] == "pod-edge-0"
+    assert lease["metadata"]["annotations"]["aigc.edge.io/queue-length"] == "21"
+    # A queued rank re-placed elsewhere is dropped from the queue without any API call.
+    api.place(NS, "solo-3", ("edge-1",), steps=4, attempt=2)
+    worker.resync()
+    api.calls.clear()
+    worker.heartbeat()
+    assert len(worker._held) == 20 and api.calls == {"get": 1, "json_patch": 1}
+    # A claim of ours this incarnation never took on (its write's answer was lost) is taken on,
+    # since our Lease keeps it alive: it must run, not hang.
+    submit(api, "orphan", SD15)
+    body = api.get(NS, "orphan")
+    api.merge_patch_status(
+        NS,
+        "orphan",
+        st.claim_patch(
+            body, attempt=1, rank=0, holder="pod-edge-0", now=st.parse_placement(body).decision_time
+        ),
+    )
+    worker.resync()
+    worker.accept_new()
+    assert ("jobs", "orphan") in worker._held

@@ -8,6 +8,7 @@ import pytest
 from aigc_api import conditions as cond
 from aigc_api import status as st
 from aigc_api.clock import format_time, parse_time
+from aigc_api.lease import WorkerStatus
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
@@ -107,6 +108,65 @@ def test_expired_and_never_claimed_ranks() -> None:
         0: st.CLAIM_EXPIRED,
         1: st.CLAIM_TIMEOUT,
     }
+
+
+def _lease(holder: str, renewed: datetime, seconds: int = 15) -> WorkerStatus:
+    return WorkerStatus(node="edge-0", holder=holder, address="", renew_time=renewed, lease_seconds=seconds)
+
+
+def _claimed_solo(holder: str = "w0") -> dict:
+    body = apply_merge(
+        task(), st.placement_patch(task(), record(nodes=("edge-0",)), T0, ("True", "", "")), "11"
+    )
+    return apply_merge(body, st.claim_patch(body, attempt=1, rank=0, holder=holder, now=T0), "12")
+
+
+def test_claim_alive_with_stale_heartbeat_while_its_holders_lease_is_fresh() -> None:
+    body = _claimed_solo()
+    ttl, timeout = timedelta(seconds=10), timedelta(seconds=60)
+    now = T0 + timedelta(minutes=10)  # the claim's own heartbeat is 10 minutes old
+    leases = {"edge-0": _lease("w0", now - timedelta(seconds=3))}
+    assert st.expired_ranks(body, now, ttl, timeout) == {0: st.CLAIM_EXPIRED}  # no Lease: heartbeat
+    assert st.expired_ranks(body, now, ttl, timeout, leases.get) == {}
+    # It lives until the Lease would expire: renewTime + min(leaseDurationSeconds, TTL).
+    assert st.next_expiry(body, ttl, timeout, leases.get) == now + timedelta(seconds=7)
+    assert st.expired_ranks(body, now, ttl, timeout, {"edge-9": leases["edge-0"]}.get) != {}
+
+
+def test_claim_expires_with_its_holders_lease() -> None:
+    body = _claimed_solo()
+    ttl, timeout = timedelta(seconds=10), timedelta(seconds=60)
+    now = T0 + timedelta(minutes=10)
+    stale = {"edge-0": _lease("w0", now - timedelta(seconds=16))}  # past its 15 s
+    assert st.expired_ranks(body, now, ttl, timeout, stale.get) == {0: st.CLAIM_EXPIRED}
+    # The operator's TTL caps a longer Lease: 30 s Lease renewed 11 s ago, TTL 10 s.
+    capped = {"edge-0": _lease("w0", now - timedelta(seconds=11), seconds=30)}
+    assert st.expired_ranks(body, now, ttl, timeout, capped.get) == {0: st.CLAIM_EXPIRED}
+    assert not capped["edge-0"].alive(now, ttl) and capped["edge-0"].alive(now)
+    # A heartbeat the holder still renews (its running rank) keeps the claim alive meanwhile.
+    renewed = apply_merge(
+        body,
+        {
+            "metadata": {"resourceVersion": "12"},
+            "status": {
+                "claims": [
+                    {**body["status"]["claims"][0], "heartbeatTime": format_time(now - timedelta(seconds=2))}
+                ]
+            },
+        },
+        "13",
+    )
+    assert st.expired_ranks(renewed, now, ttl, timeout, stale.get) == {}
+
+
+def test_claim_expires_when_the_lease_holder_differs() -> None:
+    """A restarted worker with a new identity does not keep the old incarnation's claims."""
+    body = _claimed_solo(holder="w0-old")
+    ttl, timeout = timedelta(seconds=10), timedelta(seconds=60)
+    now = T0 + timedelta(seconds=1)  # the claim's own heartbeat is fresh, the Lease too
+    leases = {"edge-0": _lease("w0-new", now)}
+    assert st.expired_ranks(body, now, ttl, timeout, leases.get) == {0: st.CLAIM_EXPIRED}
+    assert st.claim_deadline(st.current_claims(body)[0], ttl, leases["edge-0"]) is None
 
 
 def test_worker_outcomes() -> None:

@@ -13,6 +13,7 @@ from aigc_api import conditions as cond
 from aigc_api import status as st
 from aigc_api.catalog import load_catalog
 from aigc_api.clock import format_time, utcnow
+from aigc_api.lease import WorkerStatus
 from aigc_operator.events import EventRecorder
 from aigc_operator.gpu_metrics import MetricsReading, NodeSample
 from aigc_operator.placer import Executors, Placer
@@ -176,10 +177,11 @@ def test_missing_policy_uses_fallback() -> None:
 
 
 def test_unplaceable_task_does_not_block_the_queue() -> None:
+    """Runnable by the profile (sdxl 1024 k=4 on a100/l4) but not on these 3 nodes: it waits."""
     api = FakeApi()
     placer = make_placer(api, batch_size=1)
     blocked = submit(
-        api, placer, make_task("a-big", model="sdxl", width=1024, height=1024, steps=20, gangSizes=[8])
+        api, placer, make_task("a-big", model="sdxl", width=1024, height=1024, steps=20, gangSizes=[4])
     )
     ok = submit(api, placer, make_task("b-ok", created="2026-01-02T03:04:06Z"))
     while run(batch(placer)):
@@ -189,7 +191,31 @@ def test_unplaceable_task_does_not_block_the_queue() -> None:
     assert (
         cond.find_condition(blocked_body["status"]["conditions"], cond.SCHEDULED)["reason"] == "Unschedulable"
     )
+    assert st.phase_of(blocked_body) == st.PENDING
     assert placer.tasks.is_pending(blocked)
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ({"gangSizes": [8]}, "no GPU class of the perf profile (a100, l4, jetson-orin) supports model sdxl"),
+        ({"gangSizes": [3]}, "gang size(s) [3] are not among the supported 1,2,4,8"),
+    ],
+)
+def test_task_no_gpu_class_can_ever_run_fails_fast(spec: dict, why: str) -> None:
+    api = FakeApi()
+    placer = make_placer(api)
+    doomed = submit(api, placer, make_task("doomed", model="sdxl", steps=20, **spec))
+    ok = submit(api, placer, make_task("ok", created="2026-01-02T03:04:06Z"))
+    while run(batch(placer)):
+        pass
+    run(placer.drain_writes())
+    body = api.objects[doomed]
+    failure = body["status"]["failure"]
+    assert st.phase_of(body) == st.FAILED and failure["reason"] == st.UNSCHEDULABLE, body["status"]
+    assert why in failure["message"] and not failure["retryable"]
+    assert cond.find_condition(body["status"]["conditions"], cond.SCHEDULED)["reason"] == st.UNSCHEDULABLE
+    assert st.parse_placement(api.objects[ok]) is not None and not placer.tasks.is_pending(doomed)
 
 
 def _claim(api: FakeApi, key: str, rank: int, when: str | None = None) -> None:
@@ -207,6 +233,7 @@ def test_expired_claim_is_replaced_then_fails_after_max_attempts() -> None:
     placer = make_placer(api, max_attempts=2, heartbeat_ttl_s=30.0)
     key = submit(api, placer, make_task("t0"))
     run(batch(placer))
+    first = st.parse_placement(api.objects[key]).nodes
     old = format_time(utcnow() - timedelta(seconds=120))
     _claim(api, key, 0, old)
     placer.tasks.observe(api.get_task("ns", "t0"))
@@ -215,12 +242,44 @@ def test_expired_claim_is_replaced_then_fails_after_max_attempts() -> None:
     run(batch(placer))
     body = api.objects[key]
     assert st.parse_placement(body).attempt == 2 and body["status"]["claims"] == []
+    # No Lease known (heartbeat fallback): the node whose holder went silent is avoided for a TTL.
+    assert first[0] not in st.parse_placement(body).nodes
     assert "ClaimExpired" in cond.find_condition(body["status"]["conditions"], cond.SCHEDULED)["message"]
     _claim(api, key, 0, old)
     placer.tasks.observe(api.get_task("ns", "t0"))
     run(placer.review())
     body = api.objects[key]
     assert st.phase_of(body) == st.FAILED and body["status"]["failure"]["reason"] == st.MAX_ATTEMPTS_EXCEEDED
+
+
+def _leases(holders: dict[str, str], renewed_ago_s: float = 0.0, seconds: int = 6) -> dict:
+    when = utcnow() - timedelta(seconds=renewed_ago_s)
+    return {n: WorkerStatus(n, h, "", when, lease_seconds=seconds) for n, h in holders.items()}
+
+
+def test_claims_live_on_their_workers_lease_not_on_per_claim_heartbeats() -> None:
+    api = FakeApi()
+    placer = make_placer(api, require_worker=True, heartbeat_ttl_s=10.0)
+    holders = {"edge-0": "w-edge-0", "edge-1": "w-edge-1", "edge-2": "w-edge-2"}
+    placer.workers = _leases(holders)
+    key = submit(api, placer, make_task("t0"))
+    run(batch(placer))
+    node = st.parse_placement(api.objects[key]).nodes[0]
+    body = api.objects[key]
+    claim = st.claim_patch(body, attempt=1, rank=0, holder=holders[node], now=utcnow())
+    claim["status"]["claims"][-1]["heartbeatTime"] = format_time(utcnow() - timedelta(minutes=5))
+    placer.tasks.observe(api.patch_task_status("ns", "t0", claim))
+    run(placer.review())
+    assert placer.tasks.replacement_reason(key) is None  # stale heartbeat, live Lease: kept
+    # The worker dies: its Lease goes stale, the claim expires with it, and the task never goes
+    # back to that node, whose Lease still names the dead holder.
+    placer.workers = {**placer.workers, **_leases({node: holders[node]}, renewed_ago_s=7.0)}
+    placer.tasks.review_all_now()
+    run(placer.review())
+    assert placer.tasks.replacement_reason(key).startswith(st.CLAIM_EXPIRED)
+    run(batch(placer))
+    second = st.parse_placement(api.objects[key])
+    assert second.attempt == 2 and node not in second.nodes
 
 
 def test_lost_node_replaces_and_worker_failure_is_honoured() -> None:

@@ -121,6 +121,39 @@ def test_lifecycle_reviews() -> None:
     assert review(body).action == lifecycle.KEEP
 
 
+def test_lifecycle_claim_liveness_comes_from_the_worker_lease() -> None:
+    body = placed()
+    claim = st.claim_patch(body, attempt=1, rank=0, holder="w0", now=NOW)
+    body["status"] = {**body["status"], **claim["status"]}
+    later = NOW + timedelta(minutes=5)  # claim heartbeat 5 minutes old, TTL 30 s
+
+    def verdict(lease: WorkerStatus | None) -> lifecycle.Review:
+        leases = {} if lease is None else {"edge-0": lease}
+        ttl, timeout = timedelta(seconds=30), timedelta(seconds=60)
+        return lifecycle.review(body, later, lambda n: True, ttl, timeout, 3, leases.get)
+
+    fresh = WorkerStatus("edge-0", "w0", "", later - timedelta(seconds=2), lease_seconds=6)
+    keep = verdict(fresh)
+    assert keep.action == lifecycle.KEEP and keep.next_check == later + timedelta(seconds=4)
+    assert verdict(None).reason == st.CLAIM_EXPIRED
+    assert verdict(
+        WorkerStatus("edge-0", "w0", "", later - timedelta(seconds=7), lease_seconds=6)
+    ).reason == (st.CLAIM_EXPIRED)
+    assert verdict(WorkerStatus("edge-0", "w1", "", later, lease_seconds=6)).reason == st.CLAIM_EXPIRED
+
+
+def test_node_view_caps_lease_duration_at_the_ttl() -> None:
+    health = metrics_health(["edge-0", "edge-1"], None, False, 30.0, 0.0)
+    worker = WorkerStatus("edge-0", "w", "", NOW - timedelta(seconds=12), lease_seconds=30)
+    assert [
+        s.name for s in build_node_states(nodes().usable(), {"edge-0": worker}, [], health, NOW, True)
+    ] == ["edge-0"]
+    capped = build_node_states(
+        nodes().usable(), {"edge-0": worker}, [], health, NOW, True, lease_ttl=timedelta(seconds=10)
+    )
+    assert capped == []
+
+
 def test_task_store_queue_order_and_reviews() -> None:
     store = TaskStore()
     late = make_task("late", created="2026-01-02T03:04:09Z")

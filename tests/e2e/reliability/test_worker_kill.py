@@ -74,14 +74,15 @@ def test_worker_killed_mid_task(rel_cluster: LocalCluster, tmp_path: Path) -> No
 
 
 def _publish_fake_leases(cluster: LocalCluster, stop: threading.Event) -> None:
-    """Every node looks like it has a live worker (nobody will heartbeat its claims)."""
+    """Every node has a live worker, but not the one that claims: each claim-and-die holder is gone,
+    its node already serves a new incarnation (another holderIdentity), so its claims are dead."""
     from kubernetes import client, config
 
     api = client.CoordinationV1Api(config.new_client_from_config(config_file=str(cluster.info.kubeconfig)))
     nodes = [f"edge-{i}" for i in range(cluster.info.nodes)]
     while not stop.is_set():
         for node in nodes:
-            body = to_lease_body(WorkerStatus(node, "claim-and-die", "127.0.0.1:1", utcnow()), NAMESPACE)
+            body = to_lease_body(WorkerStatus(node, "restarted-worker", "127.0.0.1:1", utcnow()), NAMESPACE)
             try:
                 api.patch_namespaced_lease(
                     body["metadata"]["name"], NAMESPACE, {"metadata": body["metadata"], "spec": body["spec"]}
