@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from aigc_api import status as st
@@ -99,6 +100,7 @@ class Runtime:
 
     async def _poll_workers(self) -> None:
         loop = asyncio.get_running_loop()
+        watching_since = None  # None: the last read failed, or there was none yet
         while True:
             try:
                 workers = await loop.run_in_executor(
@@ -106,9 +108,11 @@ class Runtime:
                 )
             except Exception as exc:
                 log.warning("reading worker Leases failed: %s", exc)
+                watching_since = None
             else:
+                watching_since = watching_since or utcnow()
                 alive_before = self._alive_workers(self.placer.workers)
-                self.placer.workers = workers
+                self.placer.workers = renewed_no_earlier_than(workers, watching_since)
                 if self._alive_workers(workers) != alive_before:
                     self.tasks.clear_deferrals()
                     self.placer.notify()
@@ -190,3 +194,17 @@ class Runtime:
             "workersAlive": len(self._alive_workers(self.placer.workers)),
             "eventsDropped": self.events.dropped,
         }
+
+
+def renewed_no_earlier_than(workers: dict[str, WorkerStatus], since: datetime) -> dict[str, WorkerStatus]:
+    """Leases as seen by an operator that has been able to read them only since `since`.
+
+    A worker cannot renew its Lease while the API server is down, and the operator cannot tell a
+    dead worker from an unreachable control plane during that time. As Kubernetes' node lifecycle
+    controller does after a disruption, every worker gets one full Lease period from when the
+    operator could read Leases again (operator start, API-server outage) before its claims expire.
+    """
+    return {
+        node: status if status.renew_time >= since else replace(status, renew_time=since)
+        for node, status in workers.items()
+    }
