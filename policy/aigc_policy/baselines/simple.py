@@ -16,16 +16,20 @@ from aigc_policy.placement import (
 from aigc_policy.snapshot import ClusterSnapshot
 
 
-class RandomScheduler:
-    """EAT's Random: a uniform visible task, gang size, anchor node and step count."""
-
-    name = "random"
+class _Seeded:
+    """A scheduler that draws from its own RNG, re-seeded per episode (common random numbers)."""
 
     def __init__(self) -> None:
         self.rng = random.Random(0)
 
     def reset(self, seed: int) -> None:
         self.rng = random.Random(seed)
+
+
+class RandomScheduler(_Seeded):
+    """EAT's Random: a uniform visible task, gang size, anchor node and step count."""
+
+    name = "random"
 
     def decide(self, snap: ClusterSnapshot) -> Placement | None:
         rng = self.rng
@@ -89,16 +93,10 @@ class LeastLoaded:
         return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))
 
 
-class CapacityRandom:
+class CapacityRandom(_Seeded):
     """LAD-TS sanity baseline: anchor drawn with probability proportional to its speed on the task."""
 
     name = "capacity-random"
-
-    def __init__(self) -> None:
-        self.rng = random.Random(0)
-
-    def reset(self, seed: int) -> None:
-        self.rng = random.Random(seed)
 
     def decide(self, snap: ClusterSnapshot) -> Placement | None:
         task = snap.queue[0]

@@ -24,6 +24,7 @@ from aigc_api import GROUP, PLURAL, VERSION
 from aigc_api import status as st
 from aigc_api.clock import parse_time
 from aigc_operator.devcluster import LocalCluster
+from aigc_operator.devharness import wait_for
 from aigc_operator.stack import NAMESPACE, OperatorOptions, Stack, WorkerOptions
 
 LEDGER_WORKER = Path(__file__).with_name("ledger_worker.py")
@@ -404,17 +405,6 @@ def jitter(rng: random.Random, low: float, high: float) -> float:
 
 
 # ------------------------------------------------------------------ small helpers
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
