@@ -7,7 +7,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aigc_api import status as st
@@ -100,7 +100,9 @@ class Runtime:
 
     async def _poll_workers(self) -> None:
         loop = asyncio.get_running_loop()
-        watching_since = None  # None: the last read failed, or there was none yet
+        # Leases are taken at face value from the first read; after a failed read (API server
+        # unreachable) they count as renewed no earlier than the next successful one.
+        watching_since: datetime | None = datetime.min.replace(tzinfo=UTC)
         while True:
             try:
                 workers = await loop.run_in_executor(
@@ -202,7 +204,7 @@ def renewed_no_earlier_than(workers: dict[str, WorkerStatus], since: datetime) -
     A worker cannot renew its Lease while the API server is down, and the operator cannot tell a
     dead worker from an unreachable control plane during that time. As Kubernetes' node lifecycle
     controller does after a disruption, every worker gets one full Lease period from when the
-    operator could read Leases again (operator start, API-server outage) before its claims expire.
+    operator could read Leases again after a failed read before its claims expire.
     """
     return {
         node: status if status.renew_time >= since else replace(status, renew_time=since)
