@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from aigc_policy.placement import allowed_gang_sizes, node_can_run
+from collections.abc import Callable
+
+from aigc_policy.placement import (
+    Placement,
+    allowed_gang_sizes,
+    complete_gang,
+    min_acceptable_steps,
+    node_can_run,
+)
 from aigc_policy.snapshot import ClusterSnapshot, TaskSpec
 
 
@@ -23,3 +31,18 @@ def priority_head(snap: ClusterSnapshot) -> int:
         if queue[i].priority > queue[best].priority:
             best = i
     return best
+
+
+AnchorRule = Callable[[ClusterSnapshot, TaskSpec, int, list[int]], int]
+
+
+def place_head(snap: ClusterSnapshot, pick_anchor: AnchorRule) -> Placement | None:
+    """The FIFO head on its smallest allowed gang, anchored where `pick_anchor` says, at the
+    fewest steps that meet its quality floor: the shape every placement-only baseline shares."""
+    task = snap.queue[0]
+    found = smallest_gang(snap, task)
+    if found is None:
+        return None
+    k, eligible = found
+    gang = complete_gang(snap, task, k, pick_anchor(snap, task, k, eligible))
+    return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import random
 
-from aigc_policy.baselines.common import smallest_gang
+from aigc_policy.baselines.common import place_head
 from aigc_policy.placement import (
     Placement,
     allowed_gang_sizes,
     complete_gang,
-    min_acceptable_steps,
     node_can_run,
     step_time,
 )
-from aigc_policy.snapshot import ClusterSnapshot
+from aigc_policy.snapshot import ClusterSnapshot, TaskSpec
 
 
 class _Seeded:
@@ -61,16 +60,13 @@ class RoundRobin:
         self.next_node = 0
 
     def decide(self, snap: ClusterSnapshot) -> Placement | None:
-        task = snap.queue[0]
-        found = smallest_gang(snap, task)
-        if found is None:
-            return None
-        k, eligible = found
+        return place_head(snap, self._anchor)
+
+    def _anchor(self, snap: ClusterSnapshot, task: TaskSpec, k: int, eligible: list[int]) -> int:
         n = len(snap.nodes)
         anchor = min(eligible, key=lambda i: (i - self.next_node) % n)
         self.next_node = (anchor + 1) % n
-        gang = complete_gang(snap, task, k, anchor)
-        return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))
+        return anchor
 
 
 class LeastLoaded:
@@ -82,15 +78,11 @@ class LeastLoaded:
         return None
 
     def decide(self, snap: ClusterSnapshot) -> Placement | None:
-        task = snap.queue[0]
-        found = smallest_gang(snap, task)
-        if found is None:
-            return None
-        k, eligible = found
         nodes = snap.nodes
-        anchor = min(eligible, key=lambda i: (nodes[i].inflight, nodes[i].free_at, i))
-        gang = complete_gang(snap, task, k, anchor)
-        return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))
+        return place_head(
+            snap,
+            lambda s, t, k, eligible: min(eligible, key=lambda i: (nodes[i].inflight, nodes[i].free_at, i)),
+        )
 
 
 class CapacityRandom(_Seeded):
@@ -99,12 +91,8 @@ class CapacityRandom(_Seeded):
     name = "capacity-random"
 
     def decide(self, snap: ClusterSnapshot) -> Placement | None:
-        task = snap.queue[0]
-        found = smallest_gang(snap, task)
-        if found is None:
-            return None
-        k, eligible = found
+        return place_head(snap, self._anchor)
+
+    def _anchor(self, snap: ClusterSnapshot, task: TaskSpec, k: int, eligible: list[int]) -> int:
         speeds = [1.0 / step_time(snap.perf, task, snap.nodes[i].gpu_class, k) for i in eligible]
-        anchor = self.rng.choices(eligible, weights=speeds)[0]
-        gang = complete_gang(snap, task, k, anchor)
-        return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))
+        return self.rng.choices(eligible, weights=speeds)[0]
