@@ -19,7 +19,9 @@ _IDLE_EPS = 1e-9
 def eat_gang(snap: ClusterSnapshot, task: TaskSpec, k: int) -> tuple[int, ...] | None:
     """EAT's server selection among idle nodes (eat-spec §3.3)."""
     nodes = snap.nodes
-    idle = [i for i, n in enumerate(nodes) if n.free_at <= snap.now + _IDLE_EPS and node_can_run(snap, n, task, k)]
+    idle = [
+        i for i, n in enumerate(nodes) if n.free_at <= snap.now + _IDLE_EPS and node_can_run(snap, n, task, k)
+    ]
     if len(idle) < k:
         return None
     idle_names = {nodes[i].name: i for i in idle}
@@ -40,7 +42,9 @@ def eat_reward(snap: ClusterSnapshot, index: int, gang: tuple[int, ...], steps: 
     task = snap.queue[index]
     est = estimate(snap, task, gang, steps)
     response = est.done_s - task.arrival_s
-    return min(TIME_CAP, W_TIME / (W_WAIT * mean_wait_after(snap, index) + response)) + W_QUALITY * est.quality
+    return (
+        min(TIME_CAP, W_TIME / (W_WAIT * mean_wait_after(snap, index) + response)) + W_QUALITY * est.quality
+    )
 
 
 class EatGreedy:

@@ -52,6 +52,14 @@ class LowerBound:
                 continue
             gang, est = best
             response = est.done_s - task.arrival_s
-            metrics.record(0.0, est.service_s, response, est.quality, False,
-                           slo_met(task, response, est.quality), est.service_s * len(gang), est.done_s)
+            metrics.record(
+                0.0,
+                est.service_s,
+                response,
+                est.quality,
+                False,
+                slo_met(task, response, est.quality),
+                est.service_s * len(gang),
+                est.done_s,
+            )
         return metrics
