@@ -27,8 +27,9 @@ def decisions_per_second(scenario_name: str, policy_name: str, decisions: int) -
     scenario = load_scenario(scenario_name)
     policy = policies.make(policy_name)
     made, episode, elapsed = 0, 0, 0.0
+    sim = Simulator(scenario)  # reused across episodes, as training does
     while made < decisions:
-        sim = Simulator(scenario, seed=episode)
+        sim.reset(episode)
         policy.reset(episode)
         snap, step, decide = sim.snapshot(), sim.step, policy.decide
         start = time.process_time()

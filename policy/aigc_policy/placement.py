@@ -28,7 +28,7 @@ class Placement:
         return len(self.nodes)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Estimate:
     start_s: float
     service_s: float
@@ -48,8 +48,13 @@ class Estimate:
 
 
 def allowed_gang_sizes(snapshot: ClusterSnapshot, task: TaskSpec) -> tuple[int, ...]:
-    sizes = snapshot.gang_sizes if task.gang_sizes is None else task.gang_sizes
-    return tuple(k for k in sizes if k in snapshot.gang_sizes)
+    """The gang sizes both the task and the cluster allow, ascending."""
+    return _allowed(snapshot.gang_sizes, task.gang_sizes)
+
+
+@lru_cache(maxsize=256)
+def _allowed(cluster: tuple[int, ...], requested: tuple[int, ...] | None) -> tuple[int, ...]:
+    return tuple(sorted(k for k in (cluster if requested is None else requested) if k in cluster))
 
 
 def steps_for_bucket(task: TaskSpec, bucket: int, n_buckets: int = STEP_BUCKETS) -> int:
@@ -94,39 +99,63 @@ def transfer_seconds(snapshot: ClusterSnapshot, task: TaskSpec, members: list[No
     return (0.0 if local else task.input_mbit / rate) + task.output_mbit / rate
 
 
-def node_can_run(snapshot: ClusterSnapshot, node: NodeState, task: TaskSpec, k: int) -> bool:
-    return node.up and snapshot.perf.supports(node.gpu_class, task.model, task.width, task.height, k)
+def eligible_nodes(snapshot: ClusterSnapshot, task: TaskSpec, k: int) -> list[int]:
+    """Indices of the up nodes whose GPU class can run `task` as a member of a k-gang."""
+    key = (task.model, task.width, task.height, k)
+    capable = snapshot.capable.get(key)
+    if capable is None:
+        supports = snapshot.perf.supports
+        capable = tuple(i for i, n in enumerate(snapshot.nodes) if supports(n.gpu_class, *key))
+        snapshot.capable[key] = capable
+    nodes = snapshot.nodes
+    return [i for i in capable if nodes[i].up]
 
 
 def is_warm(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...]) -> bool:
-    members = [snapshot.nodes[i] for i in nodes]
-    if snapshot.perf.reuse == "exact-group":
+    return _members_warm(snapshot.perf.reuse, task.model, [snapshot.nodes[i] for i in nodes])
+
+
+def _members_warm(reuse: str, model: str, members: list[NodeState]) -> bool:
+    group = None
+    if reuse == "exact-group":
         group = (members[0].name,) if len(members) == 1 else tuple(sorted(n.name for n in members))
-        return all(any(r.model == task.model and r.group == group for r in n.resident) for n in members)
-    return all(any(r.model == task.model for r in n.resident) for n in members)
+    for n in members:  # loops, not any()/all() generators: this runs on every estimate
+        for r in n.resident:
+            if r.model == model and (group is None or r.group == group):
+                break
+        else:
+            return False
+    return True
 
 
 def estimate(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...], steps: int) -> Estimate:
     """Start, service time (slowest member paces the gang) and quality of a placement."""
-    perf = snapshot.perf
+    # Plain loops and no helper calls: this runs on every decision of every policy.
+    perf, model = snapshot.perf, task.model
     k = len(nodes)
     members = [snapshot.nodes[i] for i in nodes]
-    start, step_s = snapshot.now, 0.0
-    for n in members:  # a plain loop: this runs on every decision of every policy
+    start, step_s, load_s, cls = snapshot.now, 0.0, 0.0, None
+    for n in members:
         start = n.free_at if n.free_at > start else start
-        s = step_time(perf, task, n.gpu_class, k)
-        step_s = s if s > step_s else step_s
-    cold = not is_warm(snapshot, task, nodes)
-    load_s = max(perf.load_seconds(n.gpu_class, task.model, k) for n in members) if cold else 0.0
-    transfer_s = transfer_seconds(snapshot, task, members)
-    return Estimate(start, steps * step_s + load_s, cold, perf.quality(task.model, steps), transfer_s)
+        if n.gpu_class != cls:  # gangs are mostly of one class: price each class once
+            cls = n.gpu_class
+            s = perf.step_seconds(cls, model, task.width, task.height, k)
+            step_s = s if s > step_s else step_s
+    cold = not _members_warm(perf.reuse, model, members)
+    if cold:
+        for gpu_class in {n.gpu_class for n in members}:
+            load = perf.load_seconds(gpu_class, model, k)
+            load_s = load if load > load_s else load_s
+    transfer_s = transfer_seconds(snapshot, task, members) if task.input_mbit or task.output_mbit else 0.0
+    service_s = steps * (task.work_scale * step_s) + load_s
+    return Estimate(start, service_s, cold, perf.quality(model, steps), transfer_s)
 
 
 def _solo_finish(snapshot: ClusterSnapshot, task: TaskSpec, node: NodeState, k: int, steps: int) -> float:
-    perf = snapshot.perf
-    warm = any(r.model == task.model for r in node.resident)
-    load = 0.0 if warm else perf.load_seconds(node.gpu_class, task.model, k)
-    return max(snapshot.now, node.free_at) + load + steps * step_time(perf, task, node.gpu_class, k)
+    perf, model = snapshot.perf, task.model
+    load = 0.0 if any(r.model == model for r in node.resident) else perf.load_seconds(node.gpu_class, model, k)
+    start = node.free_at if node.free_at > snapshot.now else snapshot.now
+    return start + load + steps * step_time(perf, task, node.gpu_class, k)
 
 
 def complete_gang(snapshot: ClusterSnapshot, task: TaskSpec, k: int, anchor: int) -> tuple[int, ...] | None:
@@ -136,33 +165,30 @@ def complete_gang(snapshot: ClusterSnapshot, task: TaskSpec, k: int, anchor: int
     group. Otherwise the anchor is joined by the k-1 other eligible nodes that would finish the
     task soonest on their own, ties broken by index, so the rule is deterministic everywhere.
     """
-    nodes = snapshot.nodes
-    if not node_can_run(snapshot, nodes[anchor], task, k):
+    eligible = eligible_nodes(snapshot, task, k)
+    if anchor not in eligible:
         return None
     if k == 1:
         return (anchor,)
     if snapshot.perf.reuse == "exact-group":
-        group = _warm_group(snapshot, task, anchor, k)
+        group = _warm_group(snapshot, task, anchor, k, eligible)
         if group is not None:
             return group
-    steps = task.max_steps
-    others = [
-        (_solo_finish(snapshot, task, n, k, steps), i)
-        for i, n in enumerate(nodes)
-        if i != anchor and node_can_run(snapshot, n, task, k)
-    ]
-    if len(others) < k - 1:
+    if len(eligible) < k:
         return None
-    others.sort()
-    return tuple(sorted([anchor, *(i for _, i in others[: k - 1])]))
+    nodes, steps = snapshot.nodes, task.max_steps
+    others = sorted((_solo_finish(snapshot, task, nodes[i], k, steps), i) for i in eligible if i != anchor)
+    return tuple(sorted([anchor] + [i for _, i in others[: k - 1]]))
 
 
-def _warm_group(snapshot: ClusterSnapshot, task: TaskSpec, anchor: int, k: int) -> tuple[int, ...] | None:
-    index = {n.name: i for i, n in enumerate(snapshot.nodes)}
-    for r in snapshot.nodes[anchor].resident:
-        if r.model == task.model and len(r.group) == k and all(name in index for name in r.group):
-            members = tuple(sorted(index[name] for name in r.group))
-            if all(node_can_run(snapshot, snapshot.nodes[i], task, k) for i in members):
+def _warm_group(
+    snapshot: ClusterSnapshot, task: TaskSpec, anchor: int, k: int, eligible: list[int]
+) -> tuple[int, ...] | None:
+    nodes = snapshot.nodes
+    for r in nodes[anchor].resident:
+        if r.model == task.model and len(r.group) == k:
+            members = tuple(i for i in eligible if nodes[i].name in r.group)  # eligible is ascending
+            if len(members) == k:
                 return members
     return None
 

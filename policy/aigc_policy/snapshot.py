@@ -96,3 +96,6 @@ class ClusterSnapshot:
     perf: PerfModel
     gang_sizes: tuple[int, ...] = GANG_SIZES
     has_future_events: bool = True  # False: waiting would stall, a policy must place if it can
+    # placement.eligible_nodes' memo of class support by (model, width, height, k): node classes
+    # never change during a snapshot's life, only `up` does, and that is checked on every call.
+    capable: dict[tuple[str, int, int, int], tuple[int, ...]] = field(default_factory=dict, repr=False)

@@ -2,8 +2,10 @@
 
 import pytest
 from aigc_policy import policies
+from aigc_policy.placement import Placement, eligible_nodes
 from aigc_policy.scenario import load_scenario
 from aigc_policy.sim import Simulator
+from aigc_policy.sim.simulator import InvalidPlacement
 from aigc_policy.snapshot import TaskSpec
 from sim_helpers import ListWorkload, Scripted, run
 
@@ -101,3 +103,38 @@ def test_reseed_bug_flag_repeats_one_trace():
 def test_round_robin_runs_an_episode():
     trace = run(Simulator(load_scenario("eat-reference"), seed=1), policies.make("round-robin"))
     assert len(trace.placed) == 32
+
+
+@pytest.mark.parametrize(
+    ("placement", "message"),
+    [
+        (Placement(3, (0,), 30), "task_index 3 outside the visible queue"),
+        (Placement(0, (0, 1), 30), "gang size 2 not allowed"),
+        (Placement(0, (7,), 30), "node index 7 cannot run"),
+        (Placement(0, (-1,), 30), "node index -1 cannot run"),
+        (Placement(0, (2,), 30), "node index 2 cannot run"),  # node 2 is down
+        (Placement(0, (0,), 31), "steps 31 outside 30..30"),
+    ],
+)
+def test_invalid_placements_are_refused_and_change_nothing(placement, message):
+    sim = Simulator(load_scenario("eat-reference"), ListWorkload([task(0, 1)]), seed=0)
+    sim.nodes[2].up = False
+    with pytest.raises(InvalidPlacement, match=message):
+        sim.step(placement)
+    assert [t.id for t in sim.window] == ["t0"] and sim.active == 0
+    assert all(n.inflight == 0 and not n.resident for n in sim.nodes)
+
+
+def test_a_gang_must_name_distinct_nodes():
+    sim = Simulator(load_scenario("eat-reference"), ListWorkload([task(0, 2)]), seed=0)
+    with pytest.raises(InvalidPlacement, match="must name 2 distinct nodes"):
+        sim.step(Placement(0, (1, 1), 30))
+
+
+def test_eligible_nodes_follow_up_and_down_after_the_support_memo_is_filled():
+    sim = Simulator(load_scenario("eat-reference"), ListWorkload([task(0, 1)]), seed=0)
+    snap, head = sim.snapshot(), sim.window[0]
+    assert eligible_nodes(snap, head, 1) == [0, 1, 2, 3]
+    sim.nodes[1].up = False
+    assert eligible_nodes(snap, head, 1) == [0, 2, 3]
+    assert eligible_nodes(snap, TaskSpec("other", 0.0, "sdxl"), 1) == []  # no class has the model

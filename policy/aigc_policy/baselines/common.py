@@ -8,16 +8,16 @@ from aigc_policy.placement import (
     Placement,
     allowed_gang_sizes,
     complete_gang,
+    eligible_nodes,
     min_acceptable_steps,
-    node_can_run,
 )
 from aigc_policy.snapshot import ClusterSnapshot, TaskSpec
 
 
 def smallest_gang(snap: ClusterSnapshot, task: TaskSpec) -> tuple[int, list[int]] | None:
     """The smallest allowed gang size with enough eligible nodes, and those nodes."""
-    for k in sorted(allowed_gang_sizes(snap, task)):
-        eligible = [i for i, n in enumerate(snap.nodes) if node_can_run(snap, n, task, k)]
+    for k in allowed_gang_sizes(snap, task):
+        eligible = eligible_nodes(snap, task, k)
         if len(eligible) >= k:
             return k, eligible
     return None

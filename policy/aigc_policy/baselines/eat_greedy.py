@@ -9,7 +9,7 @@ the best immediate reward, ties to the lowest queue index.
 
 from __future__ import annotations
 
-from aigc_policy.placement import Placement, allowed_gang_sizes, estimate, node_can_run
+from aigc_policy.placement import Placement, allowed_gang_sizes, eligible_nodes, estimate
 from aigc_policy.snapshot import ClusterSnapshot, TaskSpec
 
 W_TIME, W_QUALITY, W_WAIT, TIME_CAP = 250.0, 10.0, 1.0, 10.0  # Simu make_env weights
@@ -19,9 +19,7 @@ _IDLE_EPS = 1e-9
 def eat_gang(snap: ClusterSnapshot, task: TaskSpec, k: int) -> tuple[int, ...] | None:
     """EAT's server selection among idle nodes (eat-spec §3.3)."""
     nodes = snap.nodes
-    idle = [
-        i for i, n in enumerate(nodes) if n.free_at <= snap.now + _IDLE_EPS and node_can_run(snap, n, task, k)
-    ]
+    idle = [i for i in eligible_nodes(snap, task, k) if nodes[i].free_at <= snap.now + _IDLE_EPS]
     if len(idle) < k:
         return None
     idle_names = {nodes[i].name: i for i in idle}

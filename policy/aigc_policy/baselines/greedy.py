@@ -7,9 +7,9 @@ from aigc_policy.placement import (
     Placement,
     allowed_gang_sizes,
     earliest_finish,
+    eligible_nodes,
     estimate,
     min_acceptable_steps,
-    node_can_run,
 )
 from aigc_policy.snapshot import ClusterSnapshot
 
@@ -48,11 +48,10 @@ class OptTs:
             best = earliest_finish(snap, task, steps)
             return None if best is None else Placement(0, best[0], steps)
         best_node, best_done = None, 0.0
-        for i, node in enumerate(snap.nodes):
-            if node_can_run(snap, node, task, 1):
-                done = estimate(snap, task, (i,), steps).done_s
-                if best_node is None or done < best_done:
-                    best_node, best_done = i, done
+        for i in eligible_nodes(snap, task, 1):
+            done = estimate(snap, task, (i,), steps).done_s
+            if best_node is None or done < best_done:
+                best_node, best_done = i, done
         if best_node is None:
             return None
         return Placement(0, (best_node,), steps)

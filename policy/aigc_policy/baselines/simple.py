@@ -9,7 +9,7 @@ from aigc_policy.placement import (
     Placement,
     allowed_gang_sizes,
     complete_gang,
-    node_can_run,
+    eligible_nodes,
     step_time,
 )
 from aigc_policy.snapshot import ClusterSnapshot, TaskSpec
@@ -36,7 +36,7 @@ class RandomScheduler(_Seeded):
         task = snap.queue[index]
         feasible = []
         for k in allowed_gang_sizes(snap, task):
-            eligible = [i for i, n in enumerate(snap.nodes) if node_can_run(snap, n, task, k)]
+            eligible = eligible_nodes(snap, task, k)
             if len(eligible) >= k:
                 feasible.append((k, eligible))
         if not feasible:
@@ -63,9 +63,12 @@ class RoundRobin:
         return place_head(snap, self._anchor)
 
     def _anchor(self, snap: ClusterSnapshot, task: TaskSpec, k: int, eligible: list[int]) -> int:
-        n = len(snap.nodes)
-        anchor = min(eligible, key=lambda i: (i - self.next_node) % n)
-        self.next_node = (anchor + 1) % n
+        anchor = eligible[0]  # wrap around when no eligible index is at or after next_node
+        for i in eligible:  # ascending
+            if i >= self.next_node:
+                anchor = i
+                break
+        self.next_node = (anchor + 1) % len(snap.nodes)
         return anchor
 
 

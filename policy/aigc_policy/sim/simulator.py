@@ -21,6 +21,7 @@ from aigc_policy.placement import (
     Placement,
     allowed_gang_sizes,
     earliest_finish,
+    eligible_nodes,
     estimate,
     min_acceptable_steps,
 )
@@ -140,10 +141,9 @@ class Simulator:
 
     # ----- placement -------------------------------------------------------------------
     def _apply(self, p: Placement) -> tuple[TaskSpec, Estimate]:
-        snap = self.snapshot()
         self._validate(p)
         task = self.window[p.task_index]
-        est = estimate(snap, task, p.nodes, p.steps)
+        est = estimate(self._snap, task, p.nodes, p.steps)  # _snap is refreshed after every step
         self._load(task.model, p.nodes, est.cold)
         finish = est.finish_s
         for i in p.nodes:
@@ -162,27 +162,23 @@ class Simulator:
         k = len(p.nodes)
         if k not in allowed_gang_sizes(self._snap, task):
             raise InvalidPlacement(f"gang size {k} not allowed for task {task.id}")
-        if len(set(p.nodes)) != k or not all(0 <= i < len(self.nodes) for i in p.nodes):
-            raise InvalidPlacement(f"gang {p.nodes} must name {k} distinct nodes")
+        eligible = eligible_nodes(self._snap, task, k)  # only valid indices of up, capable nodes
         for i in p.nodes:
-            node = self.nodes[i]
-            if not node.up or not self.perf.supports(node.gpu_class, task.model, task.width, task.height, k):
-                raise InvalidPlacement(f"node {node.name} cannot run task {task.id} (k={k})")
+            if i not in eligible:
+                raise InvalidPlacement(f"node index {i} cannot run task {task.id} (k={k}): unknown, down or unfit")
+        if k > 1 and len(set(p.nodes)) != k:
+            raise InvalidPlacement(f"gang {p.nodes} must name {k} distinct nodes")
         if not task.min_steps <= p.steps <= task.max_steps:
             raise InvalidPlacement(f"steps {p.steps} outside {task.min_steps}..{task.max_steps} for task {task.id}")
 
     def _load(self, model: str, gang: tuple[int, ...], cold: bool) -> None:
         """Residency after this placement: EAT group teardown, or per-node LRU by VRAM."""
-        members = [self.nodes[i] for i in gang]
-        group = tuple(sorted(n.name for n in members))
         if self.perf.reuse == "exact-group":
             if cold:
-                for node in members:
-                    for old in list(node.resident):
-                        self._teardown(old)
-                for node in members:
-                    node.resident = [Resident(model, group)]
+                self._regroup(model, [self.nodes[i] for i in gang])
             return
+        members = [self.nodes[i] for i in gang]
+        group = tuple(sorted(n.name for n in members))
         need = self.perf.model_vram_gb(model)
         for node in members:
             held = next((r for r in node.resident if r.model == model), None)
@@ -194,6 +190,15 @@ class Simulator:
             while node.resident and sum(self.perf.model_vram_gb(r.model) for r in node.resident) > budget:
                 node.resident.pop(0)
             node.resident.append(Resident(model, group))
+
+    def _regroup(self, model: str, members: list[NodeState]) -> None:
+        """EAT's cold load: tear down every group a member belongs to, then load as one new group."""
+        for node in members:
+            for old in list(node.resident):
+                self._teardown(old)
+        group = tuple(sorted(n.name for n in members))
+        for node in members:
+            node.resident = [Resident(model, group)]
 
     def _teardown(self, resident: Resident) -> None:
         for name in resident.group:
@@ -247,44 +252,38 @@ class Simulator:
         self._seq += 1
         heapq.heappush(self.events, (at, self._seq, kind, payload))
 
-    def _next_time(self) -> float | None:
-        arrival = None if self._next is None else max(self._next.arrival_s, self.now)
-        if not self.events:
-            return arrival
-        event = self.events[0][0]
-        return event if arrival is None or event < arrival else arrival
-
-    def _advance(self) -> None:
-        """Jump to the next event time and process everything due then."""
-        t = self._next_time()
-        if t is None:
-            return
-        self.now = max(self.now, t)
-        while self.events and self.events[0][0] <= self.now:
-            _, _, kind, payload = heapq.heappop(self.events)
-            self._handle(kind, payload)
+    def _advance(self) -> bool:
+        """Jump to the next event time and process everything due then; False if there is none."""
+        arrival, events = self._next, self.events
+        if events:
+            t = events[0][0]
+            if arrival is not None and arrival.arrival_s < t:
+                t = arrival.arrival_s
+        elif arrival is not None:
+            t = arrival.arrival_s
+        else:
+            return False
+        if t > self.now:  # time never goes backwards, even for an event scheduled in the past
+            self.now = t
+        while events and events[0][0] <= self.now:
+            _, _, kind, payload = heapq.heappop(events)
+            if kind == _COMPLETE:
+                self._complete(payload)  # type: ignore[arg-type]
+            elif kind == _DOWN:
+                self._node_down(payload)  # type: ignore[arg-type]
+            else:
+                self._node_up(payload)  # type: ignore[arg-type]
         while self._next is not None and self._next.arrival_s <= self.now:
             self._admit(self._next)
             self._next = next(self._arrivals, None)
+        return True
 
     def _settle(self) -> None:
         """Move time on while there is nothing to decide; finish the episode at the end."""
         while not self.window:
-            if self._next is None and self.active == 0:
+            if (self._next is None and self.active == 0) or not self._advance():
                 self.done = True
                 return
-            if self._next_time() is None:
-                self.done = True
-                return
-            self._advance()
-
-    def _handle(self, kind: int, payload: object) -> None:
-        if kind == _COMPLETE:
-            self._complete(payload)  # type: ignore[arg-type]
-        elif kind == _DOWN:
-            self._node_down(payload)  # type: ignore[arg-type]
-        else:
-            self._node_up(payload)  # type: ignore[arg-type]
 
     def _complete(self, res: _Reservation) -> None:
         if res.cancelled:

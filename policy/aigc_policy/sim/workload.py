@@ -138,10 +138,10 @@ class TaskSampler:
 
     def sample(self, task_id: str, arrival: float, origin: str | None, position: int) -> TaskSpec:
         rng = self.rng
-        index = bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])
-        tpl = self.templates[min(index, len(self.templates) - 1)]
+        # random() < 1, so the draw lies below the last cumulative weight: the index is in range
+        tpl = self.templates[bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])]
         width, height = tpl.sizes[rng.randrange(len(tpl.sizes))] if len(tpl.sizes) > 1 else tpl.sizes[0]
-        work, demand, output = self._work(tpl, position)
+        work, demand, output = self._draw_work(tpl, rng) if self.position_rng is None else self._tied_work(tpl, position)
         lo, hi = (demand, demand) if demand is not None else tpl.steps
         return TaskSpec(
             id=task_id,
@@ -161,10 +161,8 @@ class TaskSampler:
             output_mbit=output,
         )
 
-    def _work(self, tpl: TaskTemplate, position: int) -> tuple[float, int | None, float]:
-        """Work scale, exogenous step demand and result size; drawn per task unless position-tied."""
-        if self.position_rng is None:
-            return self._draw_work(tpl, self.rng)
+    def _tied_work(self, tpl: TaskTemplate, position: int) -> tuple[float, int | None, float]:
+        """LAD-TS bug flag: work scale, step demand and result size drawn once per queue position."""
         key = (self.templates.index(tpl), position)
         if key not in self.by_position:
             self.by_position[key] = self._draw_work(tpl, self.position_rng)
