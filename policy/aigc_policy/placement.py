@@ -31,10 +31,12 @@ class Placement:
 @dataclass(slots=True)
 class Estimate:
     start_s: float
-    service_s: float
+    service_s: float  # steps * step_s + load_s
     cold: bool
     quality: float
     transfer_s: float = 0.0  # input/result shipping: delays the answer, does not occupy the gang
+    step_s: float = 0.0  # seconds per step of the gang (its slowest member, work scale applied)
+    load_s: float = 0.0  # cold-start load, 0 when warm
 
     @property
     def finish_s(self) -> float:
@@ -147,8 +149,14 @@ def estimate(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...], 
             load = perf.load_seconds(gpu_class, model, k)
             load_s = load if load > load_s else load_s
     transfer_s = transfer_seconds(snapshot, task, members) if task.input_mbit or task.output_mbit else 0.0
-    service_s = steps * (task.work_scale * step_s) + load_s
-    return Estimate(start, service_s, cold, perf.quality(model, steps), transfer_s)
+    step_s *= task.work_scale
+    return Estimate(start, steps * step_s + load_s, cold, perf.quality(model, steps), transfer_s, step_s, load_s)
+
+
+def with_steps(perf: PerfModel, task: TaskSpec, est: Estimate, steps: int) -> Estimate:
+    """The same placement priced at another step count: only the service time and quality move."""
+    service_s = steps * est.step_s + est.load_s
+    return Estimate(est.start_s, service_s, est.cold, perf.quality(task.model, steps), est.transfer_s, est.step_s, est.load_s)
 
 
 def _solo_finish(snapshot: ClusterSnapshot, task: TaskSpec, node: NodeState, k: int, steps: int) -> float:
@@ -158,14 +166,18 @@ def _solo_finish(snapshot: ClusterSnapshot, task: TaskSpec, node: NodeState, k: 
     return start + load + steps * step_time(perf, task, node.gpu_class, k)
 
 
-def complete_gang(snapshot: ClusterSnapshot, task: TaskSpec, k: int, anchor: int) -> tuple[int, ...] | None:
+def complete_gang(
+    snapshot: ClusterSnapshot, task: TaskSpec, k: int, anchor: int, eligible: list[int] | None = None
+) -> tuple[int, ...] | None:
     """The k nodes a gang anchored at `anchor` runs on, or None if no such gang can run the task.
 
     Under exact-group reuse an anchor inside a live warm k-group of the task's model takes that
     group. Otherwise the anchor is joined by the k-1 other eligible nodes that would finish the
     task soonest on their own, ties broken by index, so the rule is deterministic everywhere.
+    `eligible` is `eligible_nodes(snapshot, task, k)`, for callers that have it already.
     """
-    eligible = eligible_nodes(snapshot, task, k)
+    if eligible is None:
+        eligible = eligible_nodes(snapshot, task, k)
     if anchor not in eligible:
         return None
     if k == 1:

@@ -44,5 +44,5 @@ def place_head(snap: ClusterSnapshot, pick_anchor: AnchorRule) -> Placement | No
     if found is None:
         return None
     k, eligible = found
-    gang = complete_gang(snap, task, k, pick_anchor(snap, task, k, eligible))
+    gang = complete_gang(snap, task, k, pick_anchor(snap, task, k, eligible), eligible)
     return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))

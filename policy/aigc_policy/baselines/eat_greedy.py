@@ -9,7 +9,14 @@ the best immediate reward, ties to the lowest queue index.
 
 from __future__ import annotations
 
-from aigc_policy.placement import Placement, allowed_gang_sizes, eligible_nodes, estimate
+from aigc_policy.placement import (
+    Estimate,
+    Placement,
+    allowed_gang_sizes,
+    eligible_nodes,
+    estimate,
+    with_steps,
+)
 from aigc_policy.snapshot import ClusterSnapshot, TaskSpec
 
 W_TIME, W_QUALITY, W_WAIT, TIME_CAP = 250.0, 10.0, 1.0, 10.0  # Simu make_env weights
@@ -36,13 +43,10 @@ def mean_wait_after(snap: ClusterSnapshot, removed: int) -> float:
     return sum(waits) / len(waits) if waits else 0.0
 
 
-def eat_reward(snap: ClusterSnapshot, index: int, gang: tuple[int, ...], steps: int) -> float:
-    task = snap.queue[index]
-    est = estimate(snap, task, gang, steps)
+def eat_reward(task: TaskSpec, est: Estimate, mean_wait_s: float) -> float:
+    """EAT's dispatch reward of placing `task` as priced by `est`, W-bar being `mean_wait_s`."""
     response = est.done_s - task.arrival_s
-    return (
-        min(TIME_CAP, W_TIME / (W_WAIT * mean_wait_after(snap, index) + response)) + W_QUALITY * est.quality
-    )
+    return min(TIME_CAP, W_TIME / (W_WAIT * mean_wait_s + response)) + W_QUALITY * est.quality
 
 
 class EatGreedy:
@@ -58,12 +62,16 @@ class EatGreedy:
         best: Placement | None = None
         best_reward = 0.0
         for index, task in enumerate(snap.queue):
+            mean_wait_s = mean_wait_after(snap, index)
             for k in allowed_gang_sizes(snap, task):
                 gang = eat_gang(snap, task, k)
                 if gang is None:
                     continue
-                for steps in self._steps(task):
-                    reward = eat_reward(snap, index, gang, steps)
+                steps_range = self._steps(task)
+                base = estimate(snap, task, gang, steps_range[0])
+                for steps in steps_range:
+                    est = with_steps(snap.perf, task, base, steps)
+                    reward = eat_reward(task, est, mean_wait_s)
                     if best is None or reward > best_reward:
                         best, best_reward = Placement(index, gang, steps), reward
         return best

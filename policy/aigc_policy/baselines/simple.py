@@ -42,7 +42,7 @@ class RandomScheduler(_Seeded):
         if not feasible:
             return None
         k, eligible = rng.choice(feasible)
-        gang = complete_gang(snap, task, k, rng.choice(eligible))
+        gang = complete_gang(snap, task, k, rng.choice(eligible), eligible)
         if gang is None:
             return None
         return Placement(index, gang, rng.randint(task.min_steps, task.max_steps))

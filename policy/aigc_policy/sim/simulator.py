@@ -64,6 +64,7 @@ class _Reservation:
     task: TaskSpec
     nodes: tuple[int, ...]
     est: Estimate
+    slo_met: bool
     cancelled: bool = False
 
 
@@ -125,22 +126,21 @@ class Simulator:
                 self.metrics.waits += 1
                 self._advance()
                 self._settle()
-                return self._result(None, None, False)
+                return self._stamp(StepResult(False, 0.0, False))
             placement = self._forced_placement()
             forced = True
             self.metrics.forced += 1
             if placement is None:
                 self._reject(0)
                 self._settle()
-                return self._result(None, None, True)
-        task, est = self._apply(placement)
+                return self._stamp(StepResult(False, 0.0, False, forced=True))
+        result = self._apply(placement, forced)
         self._settle()
-        result = self._result(task, est, forced)
-        result.nodes, result.steps = placement.nodes, placement.steps
-        return result
+        return self._stamp(result)
 
     # ----- placement -------------------------------------------------------------------
-    def _apply(self, p: Placement) -> tuple[TaskSpec, Estimate]:
+    def _apply(self, p: Placement, forced: bool) -> StepResult:
+        """Reserve the gang; the placed task's outcome is known now (planned at placement)."""
         self._validate(p)
         task = self.window[p.task_index]
         est = estimate(self._snap, task, p.nodes, p.steps)  # _snap is refreshed after every step
@@ -151,9 +151,14 @@ class Simulator:
             node.free_at = finish
             node.inflight += 1
         self.active += 1
-        self._push(finish, _COMPLETE, _Reservation(task, p.nodes, est))
+        response = est.done_s - task.arrival_s
+        met = slo_met(task, response, est.quality)
+        self._push(finish, _COMPLETE, _Reservation(task, p.nodes, est, met))
         self._take(p.task_index)
-        return task, est
+        wait = est.start_s - task.arrival_s
+        # positional (in field order) because this runs on every decision; _stamp sets elapsed_s, done
+        return StepResult(True, 0.0, False, task.id, p.nodes, p.steps, wait, est.service_s, response,
+                          est.cold, est.quality, met, forced)
 
     def _validate(self, p: Placement) -> None:
         if not 0 <= p.task_index < len(self.window):
@@ -196,9 +201,9 @@ class Simulator:
         for node in members:
             for old in list(node.resident):
                 self._teardown(old)
-        group = tuple(sorted(n.name for n in members))
+        loaded = Resident(model, tuple(sorted(n.name for n in members)))
         for node in members:
-            node.resident = [Resident(model, group)]
+            node.resident = [loaded]
 
     def _teardown(self, resident: Resident) -> None:
         for name in resident.group:
@@ -299,7 +304,7 @@ class Simulator:
             response_s=response,
             quality=est.quality,
             cold=est.cold,
-            slo_met=slo_met(task, response, est.quality),
+            slo_met=res.slo_met,
             busy_node_s=est.service_s * len(res.nodes),
             done_s=est.done_s,
         )
@@ -351,23 +356,10 @@ class Simulator:
             self._push(self.now + self._rng.expovariate(1.0 / float(mtbf)), _DOWN, i)
 
     # ----- results ---------------------------------------------------------------------
-    def _result(self, task: TaskSpec | None, est: Estimate | None, forced: bool) -> StepResult:
-        elapsed = self.now - self._last_decision
+    def _stamp(self, result: StepResult) -> StepResult:
+        """Fill in the time since the previous decision and whether the episode has ended."""
+        result.elapsed_s = self.now - self._last_decision
+        result.done = self.done
         self._last_decision = self.now
         self.snapshot()  # callers may hold the snapshot object: keep it current
-        if task is None or est is None:
-            return StepResult(False, elapsed, self.done, forced=forced)
-        response = est.done_s - task.arrival_s
-        return StepResult(
-            placed=True,
-            elapsed_s=elapsed,
-            done=self.done,
-            task_id=task.id,
-            wait_s=est.start_s - task.arrival_s,
-            service_s=est.service_s,
-            response_s=response,
-            cold=est.cold,
-            quality=est.quality,
-            slo_met=slo_met(task, response, est.quality),
-            forced=forced,
-        )
+        return result
