@@ -209,8 +209,9 @@ def candidate_gangs(snapshot: ClusterSnapshot, task: TaskSpec) -> Iterator[tuple
     """Every distinct (k, gang) reachable through `complete_gang` for this task."""
     seen: set[tuple[int, ...]] = set()
     for k in allowed_gang_sizes(snapshot, task):
-        for anchor in range(len(snapshot.nodes)):
-            gang = complete_gang(snapshot, task, k, anchor)
+        eligible = eligible_nodes(snapshot, task, k)
+        for anchor in eligible:  # any other anchor completes to None
+            gang = complete_gang(snapshot, task, k, anchor, eligible)
             if gang is not None and gang not in seen:
                 seen.add(gang)
                 yield k, gang
