@@ -9,12 +9,13 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aigc_api.clock import parse_time
 from aigc_api.spec import task_id
 from aigc_api.status import current_claims, is_terminal, parse_placement
+from aigc_policy.snapshot import Resident
 
 
 def _rv(body: dict[str, Any]) -> int | None:
@@ -37,6 +38,11 @@ class PlacedLoad:
     service_s: float
     decided_at: float  # epoch s
     claimed_ranks: frozenset[int]
+    # What it leaves loaded on its nodes; derived once here because every batch's view reads it.
+    resident: Resident = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resident", Resident(self.model, tuple(sorted(self.nodes))))
 
 
 def placed_load(body: dict[str, Any]) -> PlacedLoad | None:

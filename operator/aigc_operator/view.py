@@ -106,7 +106,6 @@ def build_node_states(
     # Residency in LRU order as an ordered set: the worker loads the model of each unreported task.
     resident: dict[str, dict[Resident, None]] = {n: dict.fromkeys(s.resident) for n, s in states.items()}
     for load in loads:
-        group: tuple[str, ...] | None = None
         for rank, name in enumerate(load.nodes):
             state = states.get(name)
             if state is None:
@@ -115,10 +114,9 @@ def build_node_states(
             report = reported[name]
             if report is None or rank not in load.claimed_ranks or load.decided_at > report[0]:
                 shadow[name].append((load.decided_at, load.service_s))
-                group = group or tuple(sorted(load.nodes))
-                entry = Resident(load.model, group)
-                resident[name].pop(entry, None)
-                resident[name][entry] = None
+                order = resident[name]
+                order.pop(load.resident, None)
+                order[load.resident] = None
     for name, state in states.items():
         report = reported[name]
         state.free_at = max(now_s, _drain_time(report[1] if report else 0.0, shadow[name]))
