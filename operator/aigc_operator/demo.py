@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         _say(2, "installing the CRD, namespace and RBAC from manifests/")
         stack.install()
         _say(3, "generating tiny Stable Diffusion pipelines (cached after the first run)")
-        catalog = _tiny_catalog(state)
+        catalog = tiny_catalog(state)
         _say(4, f"starting the operator (policy {args.policy}) and {args.nodes} workers")
         stack.start_operator(OperatorOptions(policy=args.policy, catalog=catalog, heartbeat_ttl_s=30.0))
         # One torch thread per worker: each stands for one GPU, and oversubscribed OpenMP pools on
@@ -143,7 +143,7 @@ def _wait_for_workers(info: ClusterInfo, count: int, timeout: float) -> None:
     raise RuntimeError(f"workers did not all start within {timeout:.0f}s; see the logs folder")
 
 
-def _tiny_catalog(state: Path) -> Path:
+def tiny_catalog(state: Path) -> Path:
     """Tiny pipelines, built once per version into the cache, listed under the examples' names."""
     models = devcluster.cache_dir() / f"tiny-models-v{TINY_MODELS_VERSION}"
     if not (models / ".complete").exists():

@@ -82,5 +82,9 @@ class KubeApi:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        # The response is not needed: skip the client's (slow) model deserialisation.
-        self._core.create_namespaced_event(meta["namespace"], body, _preload_content=False).release_conn()
+        # The response is not needed: skip the client's (slow) model deserialisation. Its body must
+        # still be read off the socket before the connection goes back to the pool, or the next
+        # request on it (e.g. a placement write) reads it as its status line (BadStatusLine).
+        response = self._core.create_namespaced_event(meta["namespace"], body, _preload_content=False)
+        response.drain_conn()
+        response.release_conn()

@@ -112,6 +112,8 @@ class Runtime:
                 log.warning("reading worker Leases failed: %s", exc)
                 watching_since = None
             else:
+                if watching_since is None:
+                    log.warning("worker Leases readable again; every Lease gets a grace period from now")
                 watching_since = watching_since or utcnow()
                 alive_before = self._alive_workers(self.placer.workers)
                 self.placer.workers = renewed_no_earlier_than(workers, watching_since)

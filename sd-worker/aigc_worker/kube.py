@@ -23,6 +23,13 @@ def is_not_found(exc: Exception) -> bool:
     return getattr(exc, "status", None) == 404
 
 
+def is_transient(exc: Exception) -> bool:
+    """Worth retrying: no answer at all, or one an API server gives while it (re)starts (403
+    until its RBAC caches are warm, 429, 5xx). A TimeoutError (conflicts that kept coming) too."""
+    status = getattr(exc, "status", None)
+    return status is None or status in (403, 429) or status >= 500
+
+
 class KubeTasks:
     def __init__(self, api_client: Any, namespace: str | None) -> None:
         from kubernetes import client

@@ -24,12 +24,15 @@ from aigc_policy.snapshot import Resident
 
 from aigc_worker.claims import Claims, TaskApi
 from aigc_worker.execution import Outcome, RankRun
+from aigc_worker.kube import is_transient
 from aigc_worker.parallel.rendezvous import GangError
 
 log = logging.getLogger(__name__)
 
 TaskKey = tuple[str, str]  # namespace, name
 WORKER_RESTARTED = "WorkerRestarted"
+OUTCOME_RETRY_FIRST_S = 0.5
+OUTCOME_RETRY_MAX_S = 5.0
 
 
 class RankExecutor(Protocol):
@@ -101,6 +104,7 @@ class Worker:
         # (key, attempt, rank) this incarnation has taken on, so a rank is run at most once even
         # while its finished task is still visible; pruned when the task leaves this node.
         self._accepted: set[tuple[TaskKey, int, int]] = set()
+        self._stop = threading.Event()  # serve()'s, so outcome retries end with the worker
 
     # ---------------------------------------------------------------- seeing tasks
 
@@ -131,9 +135,13 @@ class Worker:
         return resource_version
 
     def watch_forever(self, stop: threading.Event) -> None:
+        failures = 0
         while not stop.is_set():
             try:
                 resource_version = self.resync()
+                if failures:
+                    log.info("task watch resumed after %d failed relist(s)", failures)
+                    failures = 0
                 deadline = time.monotonic() + self.config.resync_s
                 while not stop.is_set() and time.monotonic() < deadline:
                     for kind, body in self.api.watch(resource_version, max(1, int(self.config.resync_s))):
@@ -146,8 +154,9 @@ class Worker:
                             resource_version = body["metadata"]["resourceVersion"]
                         if stop.is_set():
                             return
-            except Exception:
-                log.warning("task watch failed; relisting", exc_info=True)
+            except Exception as exc:
+                failures += 1
+                log.warning("task watch failed; relisting: %s", exc)
                 stop.wait(1.0)
 
     # ---------------------------------------------------------------- claiming
@@ -233,7 +242,11 @@ class Worker:
     # ---------------------------------------------------------------- running
 
     def run_next(self) -> bool:
-        """Run the earliest-placed held rank, if any; True if one ran."""
+        """Run the earliest-placed held rank, if any; True if one ran or was found obsolete.
+
+        False also when the API server could not be asked (down, or refusing while its RBAC warms
+        up after a restart): the rank is still held, so it goes back to the queue, never dropped.
+        """
         with self._lock:
             if not self._held:
                 return False
@@ -242,22 +255,19 @@ class Worker:
             self.on_queue(len(self._held))
         run = held.run
         try:
-            body = self.api.get(run.namespace, run.name)
-        except Exception as exc:
-            log.info("%s/%s vanished before it ran: %s", run.namespace, run.name, exc)
-            return True
-        placement = st.parse_placement(body)
-        if (
-            placement is None
-            or placement.attempt != run.attempt
-            or st.is_terminal(body)
-            or st.current_failure(body)
-        ):
-            return True
-        self._running = held
-        try:
+            if not self._still_current(run):
+                return True
             if run.rank == 0:
                 self._write(lambda: self.claims.started(run.namespace, run.name, run.attempt))
+        except Exception as exc:
+            if not is_transient(exc):
+                log.info("%s/%s not run: %s", run.namespace, run.name, exc)
+                return True
+            log.warning("%s/%s not started, API server unavailable: %s", run.namespace, run.name, exc)
+            self._requeue(held)
+            return False
+        self._running = held
+        try:
             outcome = self.executor.run(run)
         finally:
             self._running = None
@@ -265,6 +275,21 @@ class Worker:
         if outcome.succeeded:
             self._groups[run.request.model] = tuple(sorted(run.nodes))
         return True
+
+    def _still_current(self, run: RankRun) -> bool:
+        body = self.api.get(run.namespace, run.name)
+        placement = st.parse_placement(body)
+        return not (
+            placement is None
+            or placement.attempt != run.attempt
+            or st.is_terminal(body)
+            or st.current_failure(body)
+        )
+
+    def _requeue(self, held: HeldRank) -> None:
+        with self._lock:
+            self._held.setdefault(held.key, held)  # unless a newer attempt was taken on meanwhile
+            self.on_queue(len(self._held))
 
     def _report(self, run: RankRun, outcome: Outcome) -> None:
         if not outcome.succeeded:
@@ -276,7 +301,7 @@ class Worker:
                 outcome.reason,
                 outcome.message,
             )
-            self._write(
+            self._deliver(
                 lambda: self.claims.failed(
                     run.namespace, run.name, run.attempt, outcome.reason, outcome.message, outcome.retryable
                 )
@@ -285,13 +310,33 @@ class Worker:
             result = st.TaskResult(
                 outcome.result.uri, outcome.result.sha256, outcome.result.size_bytes, run.seed
             )
-            self._write(lambda: self.claims.succeeded(run.namespace, run.name, run.attempt, result))
+            self._deliver(lambda: self.claims.succeeded(run.namespace, run.name, run.attempt, result))
 
     def _write(self, write: Callable[[], None]) -> None:
         try:
             write()
         except st.ClaimRejected as exc:
             log.info("status write skipped: %s", exc)
+
+    def _deliver(self, write: Callable[[], None]) -> None:
+        """An outcome write, retried while the API server is unavailable.
+
+        Giving up would strand the task: its claim stays alive on this worker's Lease, and no
+        other worker may take it, so an API-server outage must only delay the report.
+        """
+        delay = OUTCOME_RETRY_FIRST_S
+        while True:
+            try:
+                self._write(write)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.error("status write failed for good: %s", exc)
+                    return
+                log.warning("status write failed, retrying in %.1fs: %s", delay, exc)
+            if self._stop.wait(delay):
+                return
+            delay = min(2 * delay, OUTCOME_RETRY_MAX_S)
 
     def wait_for_rendezvous(self, run: RankRun) -> str:
         deadline = time.monotonic() + self.config.rendezvous_timeout_s
@@ -397,6 +442,7 @@ class Worker:
 
     def serve(self, stop: threading.Event) -> None:
         """Watch, claim and run until `stop`; queued (unstarted) ranks are released on the way out."""
+        self._stop = stop
         self.recover()
         threading.Thread(target=self.watch_forever, args=(stop,), name="task-watch", daemon=True).start()
         threading.Thread(target=self._heartbeat_forever, args=(stop,), name="heartbeat", daemon=True).start()

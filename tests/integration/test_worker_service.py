@@ -14,7 +14,7 @@ import torch
 from aigc_api import status as st
 from aigc_worker.cache import ModelCache
 from aigc_worker.catalog import load_worker_catalog
-from aigc_worker.execution import Executor, GangSettings
+from aigc_worker.execution import Executor, GangSettings, Outcome
 from aigc_worker.metrics import WorkerMetrics
 from aigc_worker.parallel.rendezvous import open_store
 from aigc_worker.pipelines import Placement, load_model
@@ -22,7 +22,7 @@ from aigc_worker.results import DirectoryStore
 from aigc_worker.service import WORKER_RESTARTED, ServiceConfig, Worker
 from aigc_worker.tinymodels import CATALOG_FILE, tiny_model_name, write_tiny_models
 from PIL import Image
-from worker_fakes import FakeTasks, task_spec
+from worker_fakes import ApiError, FakeTasks, task_spec
 
 NS = "jobs"
 SD15 = tiny_model_name("sd15")
@@ -248,3 +248,47 @@ def test_heartbeat_renews_the_lease_not_every_queued_claim() -> None:
     worker.resync()
     worker.accept_new()
     assert ("jobs", "orphan") in worker._held
+
+
+class _FlakyTasks(FakeTasks):
+    """Reads fail while `unavailable` calls are left: an API server down or refusing (403)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unavailable = 0
+
+    def get(self, namespace: str, name: str) -> dict:
+        if self.unavailable:
+            self.unavailable -= 1
+            raise ApiError(403, "RBAC warming up")
+        return super().get(namespace, name)
+
+
+class _OutageDuringRun:
+    """Fails its rank, and the API server goes away while the rank runs."""
+
+    def __init__(self, api: _FlakyTasks) -> None:
+        self.api = api
+
+    def run(self, run):  # noqa: ANN001, ANN201
+        self.api.unavailable = 2
+        return Outcome(st.WORKER_ERROR, "stand-in failure", retryable=False)
+
+    def resident_models(self) -> list[str]:
+        return []
+
+
+def test_api_outage_neither_drops_a_queued_rank_nor_loses_its_outcome() -> None:
+    """Finding 7: a held rank whose pre-run read fails stays queued (it was dropped, and with its
+    claim alive on our Lease the task hung); an outcome write is retried until it lands."""
+    api = _FlakyTasks()
+    config = ServiceConfig("edge-0", "pod-edge-0", "a:1", None, "aigc-system", heartbeat_s=2.0)
+    worker = Worker(api, _OutageDuringRun(api), config, on_queue=lambda _n: None)  # type: ignore[arg-type]
+    submit(api, "t0", SD15)
+    worker.resync()
+    worker.accept_new()
+    api.unavailable = 1
+    assert not worker.run_next()
+    assert ("jobs", "t0") in worker._held
+    assert worker.run_next()  # the outcome write fails twice on its first read, then lands
+    assert status(api, "t0")["failure"]["reason"] == st.WORKER_ERROR

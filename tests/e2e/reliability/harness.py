@@ -16,13 +16,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aigc_api import GROUP, PLURAL, VERSION
 from aigc_api import status as st
 from aigc_api.clock import parse_time
+from aigc_api.lease import WorkerStatus, from_lease_body
 from aigc_operator.devcluster import LocalCluster
 from aigc_operator.devharness import wait_for
 from aigc_operator.stack import NAMESPACE, OperatorOptions, Stack, WorkerOptions
@@ -373,6 +374,44 @@ class Scenario:
 
     def audit(self, bodies: dict[str, dict[str, Any]], expected: int) -> Audit:
         return audit(bodies, expected, self.ledger(), self.watch)
+
+    def why_waiting(self, bodies: dict[str, dict[str, Any]], limit: int = 20) -> str:
+        """One line per unfinished task: its placement and claims, its nodes' worker Leases as the
+        API server has them, and whether the ledger saw its current attempt start."""
+        from kubernetes import client, config
+
+        coordination = client.CoordinationV1Api(
+            config.new_client_from_config(config_file=str(self.cluster.info.kubeconfig))
+        )
+        leases: dict[str, WorkerStatus] = {}
+        with suppress(Exception):
+            for lease in coordination.list_namespaced_lease(NAMESPACE).items:
+                status = from_lease_body(coordination.api_client.sanitize_for_serialization(lease))
+                if status is not None:
+                    leases[status.node] = status
+        started = {(e["uid"], e["attempt"]) for e in self.ledger() if e["ev"] == "start"}
+        now = datetime.now(UTC)
+        lines = []
+        for name, body in sorted(bodies.items()):
+            if st.is_terminal(body):
+                continue
+            placement = st.parse_placement(body)
+            if placement is None:
+                lines.append(f"{name}: {st.phase_of(body)}, not placed")
+                continue
+            claims = {r: f"{c.holder}@{c.node}" for r, c in st.current_claims(body).items()}
+            nodes = {
+                n: "no Lease" if n not in leases else
+                f"{leases[n].holder} renewed {(now - leases[n].renew_time).total_seconds():.0f}s ago"
+                for n in placement.nodes
+            }  # fmt: skip
+            ran = (body["metadata"]["uid"], placement.attempt) in started
+            lines.append(
+                f"{name}: {st.phase_of(body)}, attempt {placement.attempt} on {nodes}, "
+                f"claims {claims or 'none'}, started per ledger: {ran}"
+            )
+        more = f"\n... and {len(lines) - limit} more" if len(lines) > limit else ""
+        return "\n".join(lines[:limit]) + more
 
     def logs_tail(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail(25)}" for p in self.stack.processes())

@@ -1,5 +1,6 @@
 """`aigc-edge worker ...` with an execution ledger: every rank a worker runs is appended to the file
-named by $AIGC_EXECUTION_LEDGER as one JSON line when it starts and one when it ends.
+named by $AIGC_EXECUTION_LEDGER as one JSON line when it starts and one when it ends (and, with
+the real executor, one when it begins denoising).
 
 The reliability lane counts executions here, on the worker side, so "nothing ran twice" does not
 rest on the status the same components write. Lines are short single `write`s to an O_APPEND file,
@@ -24,7 +25,7 @@ def _append(path: str, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _wrap(cls: type, path: str, node: str) -> None:
+def _wrap(cls: type, path: str, node: str, running: dict[str, Any]) -> None:
     original = cls.run
 
     def run(self: Any, rank_run: Any) -> Any:
@@ -36,6 +37,8 @@ def _wrap(cls: type, path: str, node: str) -> None:
             "node": node,
             "pid": os.getpid(),
         }
+        running.clear()
+        running.update(base)
         _append(path, {"ev": "start", "t": time.time(), **base})
         outcome = original(self, rank_run)
         _append(
@@ -46,19 +49,35 @@ def _wrap(cls: type, path: str, node: str) -> None:
     cls.run = run
 
 
+def _mark_generation(path: str, running: dict[str, Any]) -> None:
+    """Real executor: a `generate` line when a rank begins denoising (in a gang: once it formed),
+    so a test can kill a member mid-generation rather than while it loads or waits."""
+    from aigc_worker import execution
+
+    original = execution.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        _append(path, {"ev": "generate", "t": time.time(), **running})
+        return original(*args, **kwargs)
+
+    execution.generate = generate
+
+
 def main() -> int:
     path = os.environ.get("AIGC_EXECUTION_LEDGER")
     argv = sys.argv[1:]
     if path:
         node = argv[argv.index("--node") + 1] if "--node" in argv else "?"
+        running: dict[str, Any] = {}  # the rank being run (a worker runs one at a time)
         if "--simulate" in argv:
             from aigc_worker.simulate import SimulatedExecutor
 
-            _wrap(SimulatedExecutor, path, node)
+            _wrap(SimulatedExecutor, path, node, running)
         else:
             from aigc_worker.execution import Executor
 
-            _wrap(Executor, path, node)
+            _wrap(Executor, path, node, running)
+            _mark_generation(path, running)
     from aigc_policy.cli import main as cli_main
 
     return cli_main(argv)
