@@ -29,6 +29,15 @@ def _is_newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
     return new is None or old is None or new >= old
 
 
+def _without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The body minus metadata.managedFields: server-side-apply bookkeeping nobody here reads,
+    often the largest part of a small object, and kept for every task in the cluster."""
+    meta = body.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 @dataclass(frozen=True, slots=True)
 class PlacedLoad:
     """What a placed task costs its nodes, parsed once per object version."""
@@ -80,6 +89,7 @@ class TaskStore:
         current = self._bodies.get(key)
         if current is not None and not _is_newer(body, current):
             return False
+        body = _without_managed_fields(body)
         self._bodies[key] = body
         if is_terminal(body):
             self._pending.pop(key, None)

@@ -178,6 +178,17 @@ def test_task_store_queue_order_and_reviews() -> None:
     assert [load.nodes for load in store.placed_loads()] == [("edge-0",)]
 
 
+def test_task_store_keeps_no_managed_fields_and_leaves_the_event_body_alone() -> None:
+    store = TaskStore()
+    body = make_task("m")
+    body["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    store.observe(body)
+    kept = store.get("ns/m")
+    assert kept is not None and "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["resourceVersion"] == body["metadata"]["resourceVersion"]
+    assert kept["spec"] == body["spec"] and "managedFields" in body["metadata"]
+
+
 def test_prometheus_reader_normalises_hostname_labels(monkeypatch) -> None:  # noqa: ANN001
     answers = {
         QUERIES["age_s"]: [
