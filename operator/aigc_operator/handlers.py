@@ -25,6 +25,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.scanning.disabled = True  # no CRD/namespace watching: less RBAC
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
+        # Memory with 10,000s of tasks: list them in pages rather than one response, and let
+        # kopf's per-object workers go soon (our handler is a cheap enqueue, not a long reconcile).
+        settings.watching.chunk_size = 500
+        settings.queueing.idle_timeout = 1.0
         settings.networking.request_timeout = 30
         runtime.start()
 

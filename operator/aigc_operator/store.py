@@ -10,6 +10,7 @@ import heapq
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from aigc_api.clock import parse_time
@@ -51,7 +52,13 @@ class PlacedLoad:
     resident: Resident = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "resident", Resident(self.model, tuple(sorted(self.nodes))))
+        object.__setattr__(self, "resident", _resident(self.model, tuple(sorted(self.nodes))))
+
+
+@lru_cache(maxsize=4096)
+def _resident(model: str, group: tuple[str, ...]) -> Resident:
+    """One shared object per (model, group): the view's dict operations then match by identity."""
+    return Resident(model, group)
 
 
 def placed_load(body: dict[str, Any]) -> PlacedLoad | None:
@@ -74,6 +81,9 @@ class TaskStore:
         self._replace_reason: dict[str, str] = {}  # key -> why the next attempt is needed
         self._busy: set[str] = set()  # keys with a write in flight
         self._due: dict[str, float] = {}  # placed, active key -> epoch s when it needs a review
+        # (due, key) min-heap over _due, so a review touches only what is due, not every placed
+        # task; entries whose due no longer matches _due are stale and skipped.
+        self._due_heap: list[tuple[float, str]] = []
         self._loads: dict[str, PlacedLoad] = {}  # placed, active key -> its load
         self._deferred: dict[str, float] = {}  # pending key -> epoch s before which it is skipped
         self._held: dict[str, PlacedLoad] = {}  # decided, write in flight: counts as load already
@@ -103,7 +113,7 @@ class TaskStore:
         else:
             if key not in self._replace_reason:
                 self._pending.pop(key, None)  # placed by an earlier operator run
-            self._due[key] = 0.0  # changed: review it now
+            self._schedule_review(key, 0.0)  # changed: review it now
             self._loads[key] = load
         return True
 
@@ -178,20 +188,30 @@ class TaskStore:
 
     def due_for_review(self, now: float) -> list[tuple[str, dict[str, Any]]]:
         """Placed, active tasks whose review time has come and that are not queued already."""
+        heap, due_now, seen = self._due_heap, [], set()
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            if self._due.get(key) == due and key not in seen:
+                seen.add(key)
+                due_now.append((due, key))
+        for entry in due_now:  # still due until the review reschedules or settles them
+            heapq.heappush(heap, entry)
         return [
-            (key, self._bodies[key])
-            for key, due in self._due.items()
-            if due <= now and key not in self._pending and key not in self._busy
+            (key, self._bodies[key]) for _, key in due_now if key not in self._pending and key not in self._busy
         ]
 
     def set_review(self, key: str, due: float) -> None:
         if key in self._due:
-            self._due[key] = due
+            self._schedule_review(key, due)
 
     def review_all_now(self) -> None:
         """A node changed: every placed task may be affected."""
         for key in self._due:
-            self._due[key] = 0.0
+            self._schedule_review(key, 0.0)
+
+    def _schedule_review(self, key: str, due: float) -> None:
+        self._due[key] = due
+        heapq.heappush(self._due_heap, (due, key))
 
     def placed_loads(self) -> Iterator[PlacedLoad]:
         """Loads of non-terminal placed tasks not queued for a new attempt, and of decisions

@@ -178,6 +178,27 @@ def test_task_store_queue_order_and_reviews() -> None:
     assert [load.nodes for load in store.placed_loads()] == [("edge-0",)]
 
 
+def test_task_store_reviews_only_what_is_due_and_follows_reschedules() -> None:
+    store = TaskStore()
+    for name in ("a", "b", "c"):
+        body = placed()
+        body["metadata"]["name"] = name
+        store.observe(body)
+    assert sorted(k for k, _ in store.due_for_review(0.0)) == ["ns/a", "ns/b", "ns/c"]  # new: due now
+    assert sorted(k for k, _ in store.due_for_review(0.0)) == ["ns/a", "ns/b", "ns/c"]  # until rescheduled
+    store.set_review("ns/a", 100.0)
+    store.set_review("ns/b", 50.0)
+    store.set_review("ns/c", 500.0)
+    assert [k for k, _ in store.due_for_review(60.0)] == ["ns/b"]
+    store.set_review("ns/b", 200.0)  # the older entry for b is now stale
+    assert [k for k, _ in store.due_for_review(150.0)] == ["ns/a"]
+    store.request_replacement("ns/a", "test")  # queued for a new attempt: not reviewed meanwhile
+    assert [k for k, _ in store.due_for_review(300.0)] == ["ns/b"]
+    store.review_all_now()
+    assert sorted(k for k, _ in store.due_for_review(0.0)) == ["ns/b", "ns/c"]
+    store.forget("ns/c")
+    assert [k for k, _ in store.due_for_review(1000.0)] == ["ns/b"]
+
 def test_task_store_keeps_no_managed_fields_and_leaves_the_event_body_alone() -> None:
     store = TaskStore()
     body = make_task("m")
