@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         assert sc.stack.operator is not None and sc.stack.operator.pid is not None
         op_pid = sc.stack.operator.pid
         peak_rss, stop = [rss_mib(op_pid)], threading.Event()
+        rss_timeline: list[tuple[float, float]] = []  # (minutes since the first create, MiB)
 
         def sample_rss() -> None:
             while not stop.wait(1.0):
@@ -77,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
                     peak_rss.append(rss_mib(op_pid))
                 except OSError:
                     return
+                minutes = (time.time() - t0) / 60
+                if not rss_timeline or minutes - rss_timeline[-1][0] >= 1.0:
+                    rss_timeline.append((round(minutes, 1), round(peak_rss[-1], 1)))
 
-        threading.Thread(target=sample_rss, daemon=True).start()
         docs = burst_docs("load", sc.namespace, args.tasks)
         created_at: dict[str, float] = {}
         t0 = time.time()
+        threading.Thread(target=sample_rss, daemon=True).start()
 
         def create(i: int) -> None:
             # paced: task i is created at t0 + i / rate
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n": len(latencies),
             },
             "operator_peak_rss_mib": round(max(peak_rss), 1),
+            "operator_rss_mib_per_minute": rss_timeline,  # flat in a soak: nothing accumulates
             "pending_queue_zero_after_s": round(pending_zero_at[0] - t0, 1) if pending_zero_at else None,
             "all_terminal_after_s": round(drained_s, 1),
             "succeeded": result.succeeded,
