@@ -53,7 +53,7 @@ class Runtime:
         )
         # Events get their own threads so a burst of them never delays a placement write.
         self._event_pool = ThreadPoolExecutor(EVENT_POSTERS, thread_name_prefix="aigc-events")
-        self.events = EventRecorder(self._post_event, self._event_pool)
+        self.events = EventRecorder(self._post_event, self._event_pool, settings.normal_events_per_s)
         self.placer = Placer(
             settings,
             self.tasks,
@@ -197,6 +197,7 @@ class Runtime:
             },
             "workersAlive": len(self._alive_workers(self.placer.workers)),
             "eventsDropped": self.events.dropped,
+            "eventsRateLimited": self.events.rate_limited,
         }
 
 

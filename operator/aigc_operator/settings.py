@@ -36,6 +36,7 @@ class OperatorSettings:
     require_worker: bool = True
     api_concurrency: int = 16
     events: bool = True
+    normal_events_per_s: float = 20.0  # Warnings are never rate-limited
     peering: str | None = None  # None: standalone (one replica, Recreate)
     log_format: str = "json"
     verbosity: str = "quiet"
@@ -135,6 +136,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _flag(parser, "api-concurrency", d.api_concurrency, "parallel API writes", type=int)
     _flag(parser, "events", d.events, "post Kubernetes Events for decisions", type=_bool)
+    _flag(
+        parser,
+        "normal-events-per-s",
+        d.normal_events_per_s,
+        "at most this many Normal Events (Scheduled) per second, bursts of twice that; "
+        "Warnings always go out",
+        type=float,
+    )
     _flag(parser, "peering", None, "kopf peering name for hot standby; unset: standalone")
     _flag(parser, "log-format", d.log_format, "json | plain")
     _flag(parser, "verbosity", d.verbosity, "quiet | normal | verbose | debug")
@@ -166,6 +175,7 @@ def from_args(args: argparse.Namespace) -> OperatorSettings:
         require_worker=_bool(args.require_worker),
         api_concurrency=int(args.api_concurrency),
         events=_bool(args.events),
+        normal_events_per_s=float(args.normal_events_per_s),
         peering=args.peering or None,
         log_format=args.log_format,
         verbosity=args.verbosity,
@@ -190,6 +200,8 @@ def validate(settings: OperatorSettings) -> None:
         raise UsageError("--max-attempts must be at least 1")
     if settings.batch_size < 1 or settings.api_concurrency < 1:
         raise UsageError("--batch-size and --api-concurrency must be at least 1")
+    if not settings.normal_events_per_s >= 0:  # also refuses NaN
+        raise UsageError(f"--normal-events-per-s must be >= 0, got {settings.normal_events_per_s}")
     if "=" not in settings.gpu_node_label:
         raise UsageError("--gpu-node-label must be key=value")
     if settings.log_format not in ("json", "plain"):

@@ -32,7 +32,15 @@ def test_defaults_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--max-attempts=0"], ["--gpu-node-label=nokey"], ["--log-format=xml"], ["--tick=0"]]
+    "argv",
+    [
+        ["--max-attempts=0"],
+        ["--gpu-node-label=nokey"],
+        ["--log-format=xml"],
+        ["--tick=0"],
+        ["--normal-events-per-s=-1"],
+        ["--normal-events-per-s=nan"],
+    ],
 )
 def test_bad_configuration_is_a_usage_error(argv: list[str]) -> None:
     with pytest.raises(UsageError):
