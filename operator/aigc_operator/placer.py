@@ -22,7 +22,7 @@ from aigc_api.catalog import ModelCatalog
 from aigc_api.clock import utcnow
 from aigc_api.lease import WorkerStatus
 from aigc_api.spec import SpecError, parse_task_spec
-from aigc_policy.snapshot import PerfModel, TaskSpec
+from aigc_policy.snapshot import NodeState, PerfModel, TaskSpec
 
 from aigc_operator import lifecycle
 from aigc_operator.decide import Decision, decide_batch, never_runnable
@@ -31,7 +31,7 @@ from aigc_operator.gpu_metrics import MetricsReading
 from aigc_operator.kube import KubeApi, is_conflict, is_gone
 from aigc_operator.policy_loader import LoadedPolicy, PolicySet
 from aigc_operator.settings import OperatorSettings
-from aigc_operator.store import NodeStore, PlacedLoad, TaskStore
+from aigc_operator.store import NodeInfo, NodeStore, PlacedLoad, TaskStore
 from aigc_operator.telemetry import Telemetry
 from aigc_operator.view import MetricsHealth, build_node_states, metrics_health
 
@@ -42,6 +42,18 @@ REASON_NO_NODES = "NoUsableNodes"
 REASON_POLICY_UNAVAILABLE = "PolicyUnavailable"
 UNSCHEDULABLE_RETRY_S = 10.0  # without a node or worker change, re-check unplaceable tasks this often
 REVIEW_INTERVAL_S = 0.25  # reviews scan every placed task: at most this often, however busy the watch
+# The node view folds in every placed, unfinished task: rebuild it at most this often. In between,
+# a batch starts from the view the previous batch left (its own placements already absorbed), so
+# a deep backlog does not make every small batch cost O(backlog).
+VIEW_REFRESH_S = 1.0
+VIEW_FREED_S = 0.1  # after a task finishes, rebuild within this (debounces a stream of completions)
+
+
+@dataclass(slots=True)
+class _NodeView:
+    expires_at: float  # monotonic s
+    inputs: tuple[object, ...]  # what it was built from besides the tasks
+    nodes: list[NodeState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,7 @@ class Placer:
         self._max_writes = 2 * max(settings.batch_size, settings.api_concurrency)
         self._last_review = 0.0
         self._review_skipped = False
+        self._view: _NodeView | None = None
 
     def notify(self) -> None:
         self._wake.set()
@@ -202,15 +215,7 @@ class Placer:
         ttl = timedelta(seconds=self.settings.heartbeat_ttl_s)
         usable = [n for n in self.nodes.usable() if not self._suspect(n.name, now, ttl)]
         health = self.metrics_health(n.name for n in usable)
-        node_states = build_node_states(
-            usable,
-            self.workers,
-            self.tasks.placed_loads(),
-            health,
-            now,
-            self.settings.require_worker,
-            lease_ttl=ttl,
-        )
+        node_states = self._node_view(usable, health, now, ttl)
         policy, fallback_reason = self._choose_policy(health)
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
@@ -244,6 +249,32 @@ class Placer:
             self._wake_at = min(busy_until, default=None)
         progressed = bool(outcome.decisions or outcome.unplaceable)
         return progressed and self.tasks.has_takeable(utcnow().timestamp())
+
+    def _node_view(
+        self, usable: list[NodeInfo], health: MetricsHealth, now: datetime, ttl: timedelta
+    ) -> list[NodeState]:
+        inputs = (tuple(usable), id(self.workers), health.source_up, health.stale_nodes)
+        view = self._view
+        if view is not None and view.inputs == inputs and time.monotonic() < view.expires_at:
+            for state in view.nodes:
+                state.metrics_age_s = health.node_ages.get(state.name, 0.0)
+            return view.nodes
+        nodes = build_node_states(
+            usable,
+            self.workers,
+            self.tasks.placed_loads(),
+            health,
+            now,
+            self.settings.require_worker,
+            lease_ttl=ttl,
+        )
+        self._view = _NodeView(time.monotonic() + VIEW_REFRESH_S, inputs, nodes)
+        return nodes
+
+    def capacity_freed(self) -> None:
+        """A placed task finished or went away: its nodes may be idle sooner than the view says."""
+        if self._view is not None:
+            self._view.expires_at = min(self._view.expires_at, time.monotonic() + VIEW_FREED_S)
 
     def metrics_health(self, node_names: Iterable[str]) -> MetricsHealth:
         configured = self.settings.prometheus_url is not None

@@ -151,12 +151,14 @@ class Runtime:
         key = task_id(body)
         if event.get("type") == "DELETED":
             self.tasks.forget(key)
+            self.placer.capacity_freed()
             return
         previous = self.tasks.get(key)
         if not self.tasks.observe(body):
             return
         if previous is not None and not st.is_terminal(previous) and st.is_terminal(body):
             self._observe_e2e(body)
+            self.placer.capacity_freed()
         if not st.is_terminal(body):
             self.placer.notify()
 

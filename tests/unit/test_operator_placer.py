@@ -14,6 +14,7 @@ from aigc_api import status as st
 from aigc_api.catalog import load_catalog
 from aigc_api.clock import format_time, utcnow
 from aigc_api.lease import WorkerStatus
+from aigc_operator import placer as placer_mod
 from aigc_operator.events import EventRecorder
 from aigc_operator.gpu_metrics import MetricsReading, NodeSample
 from aigc_operator.placer import Executors, Placer
@@ -103,6 +104,30 @@ def test_shadow_load_spreads_a_burst() -> None:
     used = {st.parse_placement(b).nodes for b in api.objects.values()}
     assert len({n for gang in used for n in gang}) >= 2
 
+
+def test_node_view_is_reused_between_batches_and_rebuilt_when_capacity_frees(monkeypatch) -> None:  # noqa: ANN001
+    builds: list[int] = []
+    real_build = placer_mod.build_node_states
+
+    def counting_build(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        builds.append(1)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(placer_mod, "build_node_states", counting_build)
+    monkeypatch.setattr(placer_mod, "VIEW_REFRESH_S", 1000.0)
+    monkeypatch.setattr(placer_mod, "VIEW_FREED_S", 0.0)
+    api = FakeApi()
+    placer = make_placer(api)
+    for i in range(6):  # one batch each: the second to sixth reuse the view the previous one left
+        submit(api, placer, make_task(f"t{i}", model="sd15", steps=50))
+        run(batch(placer))
+    assert len(builds) == 1
+    used = [st.parse_placement(b).nodes for b in api.objects.values()]
+    assert len({n for gang in used for n in gang}) >= 2  # the reused view still saw each placement
+    placer.capacity_freed()
+    submit(api, placer, make_task("t6", model="sd15", steps=50))
+    run(batch(placer))
+    assert len(builds) == 2
 
 def test_conflict_rereads_and_never_double_places() -> None:
     api = FakeApi()
