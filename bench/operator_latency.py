@@ -13,7 +13,8 @@
 
 The operator runs as `aigc-edge operator` with the eft policy (it always places, so the figures
 are the operator's own overhead, not a policy choosing to wait), real Prometheus scraping a dcgm
-stand-in, simulated worker Leases, and Events on. Nothing here needs a GPU.
+stand-in, simulated worker Leases, and Events on (Normal ones at the default --normal-events-per-s).
+Nothing here needs a GPU.
 """
 
 from __future__ import annotations

@@ -13,6 +13,21 @@ from aigc_api import GROUP, PLURAL, VERSION
 from aigc_operator.runtime import Runtime
 
 
+class NoChangeTracking(kopf.DiffBaseStorage):
+    """kopf's diff base feeds on.create/on.update/on.field handlers. This operator has only
+    on.event handlers, so there is nothing to diff, and building the diff base deep-copies every
+    object on every event (~6 % of the operator's CPU at 200 tasks/s)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -29,6 +44,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         # kopf's per-object workers go soon (our handler is a cheap enqueue, not a long reconcile).
         settings.watching.chunk_size = 500
         settings.queueing.idle_timeout = 1.0
+        settings.persistence.diffbase_storage = NoChangeTracking()
         settings.networking.request_timeout = 30
         runtime.start()
 
