@@ -178,6 +178,17 @@ def complete_gang(
     """
     if eligible is None:
         eligible = eligible_nodes(snapshot, task, k)
+    return _complete_gang(snapshot, task, k, anchor, eligible, None)
+
+
+def _complete_gang(
+    snapshot: ClusterSnapshot,
+    task: TaskSpec,
+    k: int,
+    anchor: int,
+    eligible: list[int],
+    ranked: list[int] | None,  # _rank_by_solo_finish(...), when the caller completes many anchors
+) -> tuple[int, ...] | None:
     if anchor not in eligible:
         return None
     if k == 1:
@@ -188,9 +199,16 @@ def complete_gang(
             return group
     if len(eligible) < k:
         return None
+    if ranked is None:
+        ranked = _rank_by_solo_finish(snapshot, task, k, eligible)
+    partners = [i for i in ranked if i != anchor][: k - 1]
+    return tuple(sorted([anchor, *partners]))
+
+
+def _rank_by_solo_finish(snapshot: ClusterSnapshot, task: TaskSpec, k: int, eligible: list[int]) -> list[int]:
+    """Eligible nodes by when each would finish the task on its own, ties by index."""
     nodes, steps = snapshot.nodes, task.max_steps
-    others = sorted((_solo_finish(snapshot, task, nodes[i], k, steps), i) for i in eligible if i != anchor)
-    return tuple(sorted([anchor] + [i for _, i in others[: k - 1]]))
+    return [i for _, i in sorted((_solo_finish(snapshot, task, nodes[i], k, steps), i) for i in eligible)]
 
 
 def _warm_group(
@@ -210,8 +228,10 @@ def candidate_gangs(snapshot: ClusterSnapshot, task: TaskSpec) -> Iterator[tuple
     seen: set[tuple[int, ...]] = set()
     for k in allowed_gang_sizes(snapshot, task):
         eligible = eligible_nodes(snapshot, task, k)
+        # the ranking does not depend on the anchor: price every node once, not once per anchor
+        ranked = _rank_by_solo_finish(snapshot, task, k, eligible) if 1 < k <= len(eligible) else None
         for anchor in eligible:  # any other anchor completes to None
-            gang = complete_gang(snapshot, task, k, anchor, eligible)
+            gang = _complete_gang(snapshot, task, k, anchor, eligible, ranked)
             if gang is not None and gang not in seen:
                 seen.add(gang)
                 yield k, gang
