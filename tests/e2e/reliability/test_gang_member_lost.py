@@ -41,25 +41,32 @@ def wait_ledger(check: Callable[[], bool], timeout: float, what: str, sc: Scenar
         raise AssertionError(f"{exc}\n{sc.logs_tail()}") from exc
 
 
+# Rank 0 also hosts the gang's rendezvous store and publishes the image; rank 1 is a plain peer.
+@pytest.mark.parametrize("victim_rank", [1, 0], ids=["peer-killed", "rank0-killed"])
 def test_gang_member_lost_mid_generation(
-    rel_cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rel_cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, victim_rank: int
 ) -> None:
     # One torch thread per worker: each stands for one GPU on a 2-core machine.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     catalog = tiny_catalog(tmp_path)
     operator = OperatorOptions(policy="eat-greedy", catalog=catalog)
     workers = WorkerOptions(simulate=None, catalog=catalog, extra=WORKER_FLAGS)
-    with scenario(rel_cluster, tmp_path, "rel-gang", operator, workers, nodes=NODES) as sc:
+    with scenario(rel_cluster, tmp_path, f"rel-gang-r{victim_rank}", operator, workers, nodes=NODES) as sc:
         doc = task_doc("gang-0", sc.namespace, model="sd15", size=64, steps=(STEPS, STEPS), gang_sizes=[2])
         [name] = sc.tasks.create([doc])
         uid = next(b["metadata"]["uid"] for b in sc.tasks.list() if b["metadata"]["name"] == name)
         wait_ledger(lambda: len(ledger_events(sc, uid, "generate", 1)) == 2, 90, "gang generating", sc)
 
-        # Rank 1 dies; rank 0, the one that would publish the image, survives.
-        victim = ledger_events(sc, uid, "generate", 1)[1]["node"]
+        survivor_rank = 1 - victim_rank
+        victim = ledger_events(sc, uid, "generate", 1)[victim_rank]["node"]
         killed_at = time.monotonic()
         sc.stack.workers[victim].kill()
-        wait_ledger(lambda: 0 in ledger_events(sc, uid, "end", 1), GANG_TIMEOUT_S + 15, "survivor failed", sc)
+        wait_ledger(
+            lambda: survivor_rank in ledger_events(sc, uid, "end", 1),
+            GANG_TIMEOUT_S + 15,
+            "survivor failed",
+            sc,
+        )
         survivor_failed_s = time.monotonic() - killed_at
         sc.restart_worker(victim, workers)
 
@@ -69,12 +76,12 @@ def test_gang_member_lost_mid_generation(
         placement = st.parse_placement(body)
         first_ends = ledger_events(sc, uid, "end", 1)
         report(
-            "gang-member-lost",
+            f"gang-member-lost (rank {victim_rank} killed)",
             figures_of(
                 result,
                 victim=victim,
                 survivor_failed_s=round(survivor_failed_s, 1),
-                survivor_reason=first_ends[0]["reason"],
+                survivor_reason=first_ends[survivor_rank]["reason"],
                 final_attempt=placement.attempt if placement else None,
                 final_nodes=list(placement.nodes) if placement else None,
                 drained_s=round(time.monotonic() - killed_at, 1),
@@ -84,8 +91,9 @@ def test_gang_member_lost_mid_generation(
         assert placement is not None and placement.attempt >= 2, st.status_of(body)
         # The survivor failed the attempt (no hang), the killed rank never ended, nothing of
         # attempt 1 was published.
-        assert not first_ends[0]["ok"] and first_ends[0]["reason"] == "GangMemberLost", first_ends
-        assert 1 not in first_ends and result.interrupted == 1, sc.ledger()
+        survivor_end = first_ends[survivor_rank]
+        assert not survivor_end["ok"] and survivor_end["reason"] == "GangMemberLost", first_ends
+        assert victim_rank not in first_ends and result.interrupted == 1, sc.ledger()
         assert not list((tmp_path / "results").rglob(f"{name}-attempt1.png"))
         final_ends = ledger_events(sc, uid, "end", placement.attempt)
         assert sorted(final_ends) == [0, 1] and all(e["ok"] for e in final_ends.values()), final_ends
