@@ -4,13 +4,32 @@ no finalizers) and every decision is re-derived from the API server after a rest
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
 from aigc_api import GROUP, PLURAL, VERSION
 
 from aigc_operator.runtime import Runtime
+
+
+class RetryForever:
+    """kopf's API-error backoffs: `schedule`, then every `every_s` seconds for good.
+
+    Here kopf only lists and watches, and resource scanning is off, so a watch that escalated an
+    error after kopf's finite default (~54 s of 403s, e.g. RBAC caches after an API-server restart
+    or a binding briefly missing) would never be started again. client-go's reflectors retry
+    forever too. Iterable afresh for every request, as kopf iterates it per request.
+    """
+
+    def __init__(self, schedule: tuple[float, ...] = (1, 1, 2, 3, 5, 8, 13, 21), every_s: float = 30.0) -> None:
+        self.schedule, self.every_s = schedule, every_s
+
+    def __iter__(self) -> Iterator[float]:
+        yield from self.schedule
+        yield from itertools.repeat(self.every_s)
 
 
 class NoChangeTracking(kopf.DiffBaseStorage):
@@ -45,6 +64,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         settings.watching.chunk_size = 500
         settings.queueing.idle_timeout = 1.0
         settings.persistence.diffbase_storage = NoChangeTracking()
+        settings.networking.error_backoffs = RetryForever()
         settings.networking.request_timeout = 30
         runtime.start()
 

@@ -1,12 +1,16 @@
-"""Event rate limiting: Normal Events pass a token bucket, Warnings always go out."""
+"""Event rate limiting (Normal Events pass a token bucket, Warnings always go out) and kopf's
+API retry schedule."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Sized
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from aigc_operator.events import NORMAL, WARNING, EventRecorder, TokenBucket
+from aigc_operator.handlers import RetryForever
 
 
 class Clock:
@@ -52,3 +56,11 @@ def test_normal_events_are_rate_limited_warnings_never() -> None:
     assert posted.count("Fallback") == 100  # every Warning
     assert 10 <= posted.count("Scheduled") <= 11  # a burst of 2 x 5, plus what refilled meanwhile
     assert recorder.rate_limited == 100 - posted.count("Scheduled") and recorder.dropped == 0
+
+
+def test_kopf_retries_api_errors_forever_and_afresh_for_every_request() -> None:
+    backoffs = RetryForever(schedule=(1, 2), every_s=30.0)
+    first = list(itertools.islice(backoffs, 6))
+    assert first == [1, 2, 30.0, 30.0, 30.0, 30.0]
+    assert list(itertools.islice(backoffs, 3)) == [1, 2, 30.0]  # a new request starts over
+    assert not isinstance(backoffs, Sized)  # kopf counts no last attempt for an unsized schedule
