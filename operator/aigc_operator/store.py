@@ -25,11 +25,6 @@ def _rv(body: dict[str, Any]) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _is_newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
-    new, old = _rv(candidate), _rv(current)
-    return new is None or old is None or new >= old
-
-
 def _without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
     """The body minus metadata.managedFields: server-side-apply bookkeeping nobody here reads,
     often the largest part of a small object, and kept for every task in the cluster."""
@@ -76,7 +71,10 @@ def placed_load(body: dict[str, Any]) -> PlacedLoad | None:
 
 class TaskStore:
     def __init__(self) -> None:
-        self._bodies: dict[str, dict[str, Any]] = {}
+        self._bodies: dict[str, dict[str, Any]] = {}  # tasks not finished yet
+        # Finished tasks keep only their resourceVersion, to order later events: they stay in the
+        # cluster until someone deletes them, and nothing here reads their bodies again.
+        self._finished: dict[str, int | None] = {}
         self._pending: dict[str, float] = {}  # key -> arrival (epoch s)
         self._replace_reason: dict[str, str] = {}  # key -> why the next attempt is needed
         self._busy: set[str] = set()  # keys with a write in flight
@@ -91,22 +89,24 @@ class TaskStore:
         self._first_seen: dict[str, float] = {}
 
     def __len__(self) -> int:
-        return len(self._bodies)
+        return len(self._bodies) + len(self._finished)
 
     def observe(self, body: dict[str, Any]) -> bool:
         """Fold in an object version; False if it is older than what is known."""
         key = task_id(body)
-        current = self._bodies.get(key)
-        if current is not None and not _is_newer(body, current):
+        if not self._is_newest(key, body):
             return False
-        body = _without_managed_fields(body)
-        self._bodies[key] = body
         if is_terminal(body):
+            self._bodies.pop(key, None)
+            self._finished[key] = _rv(body)
             self._pending.pop(key, None)
             self._replace_reason.pop(key, None)
             self._due.pop(key, None)
             self._loads.pop(key, None)
             return True
+        self._finished.pop(key, None)
+        body = _without_managed_fields(body)
+        self._bodies[key] = body
         load = placed_load(body)
         if load is None:
             self._enqueue(key, body)
@@ -117,8 +117,19 @@ class TaskStore:
             self._loads[key] = load
         return True
 
+    def _is_newest(self, key: str, body: dict[str, Any]) -> bool:
+        if key in self._finished:
+            known = self._finished[key]
+        elif key in self._bodies:
+            known = _rv(self._bodies[key])
+        else:
+            return True
+        new = _rv(body)
+        return new is None or known is None or new >= known
+
     def forget(self, key: str) -> None:
         self._bodies.pop(key, None)
+        self._finished.pop(key, None)
         self._pending.pop(key, None)
         self._replace_reason.pop(key, None)
         self._due.pop(key, None)
@@ -130,6 +141,7 @@ class TaskStore:
         return self._first_seen.get(key)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The latest body of an unfinished task (None once it finished, or if unknown)."""
         return self._bodies.get(key)
 
     def _enqueue(self, key: str, body: dict[str, Any]) -> None:

@@ -199,6 +199,23 @@ def test_task_store_reviews_only_what_is_due_and_follows_reschedules() -> None:
     store.forget("ns/c")
     assert [k for k, _ in store.due_for_review(1000.0)] == ["ns/b"]
 
+def test_task_store_keeps_only_the_resource_version_of_finished_tasks() -> None:
+    store = TaskStore()
+    body = placed()
+    body["metadata"]["resourceVersion"] = "10"
+    store.observe(body)
+    done = placed()
+    done["metadata"]["resourceVersion"] = "12"
+    done["status"]["phase"] = st.SUCCEEDED
+    assert store.observe(done)
+    assert store.get("ns/t") is None and len(store) == 1  # known, counted, no body kept
+    assert list(store.placed_loads()) == [] and store.due_for_review(1e12) == []
+    stale = placed()
+    stale["metadata"]["resourceVersion"] = "11"  # an older event after the finish: ignored
+    assert not store.observe(stale) and store.get("ns/t") is None and not store.is_pending("ns/t")
+    store.forget("ns/t")
+    assert len(store) == 0
+
 def test_task_store_keeps_no_managed_fields_and_leaves_the_event_body_alone() -> None:
     store = TaskStore()
     body = make_task("m")
