@@ -136,6 +136,7 @@ def estimate(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...], 
     perf, model = snapshot.perf, task.model
     k = len(nodes)
     members = [snapshot.nodes[i] for i in nodes]
+    cold = not _members_warm(perf.reuse, model, members)
     start, step_s, load_s, cls = snapshot.now, 0.0, 0.0, None
     for n in members:
         start = n.free_at if n.free_at > start else start
@@ -143,11 +144,9 @@ def estimate(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...], 
             cls = n.gpu_class
             s = perf.step_seconds(cls, model, task.width, task.height, k)
             step_s = s if s > step_s else step_s
-    cold = not _members_warm(perf.reuse, model, members)
-    if cold:
-        for gpu_class in {n.gpu_class for n in members}:
-            load = perf.load_seconds(gpu_class, model, k)
-            load_s = load if load > load_s else load_s
+            if cold:
+                load = perf.load_seconds(cls, model, k)
+                load_s = load if load > load_s else load_s
     transfer_s = transfer_seconds(snapshot, task, members) if task.input_mbit or task.output_mbit else 0.0
     step_s *= task.work_scale
     return Estimate(start, steps * step_s + load_s, cold, perf.quality(model, steps), transfer_s, step_s, load_s)
@@ -228,6 +227,16 @@ def candidate_gangs(snapshot: ClusterSnapshot, task: TaskSpec) -> Iterator[tuple
     seen: set[tuple[int, ...]] = set()
     for k in allowed_gang_sizes(snapshot, task):
         eligible = eligible_nodes(snapshot, task, k)
+        if k == 1:  # each eligible node alone: distinct, and unlike any larger gang
+            for anchor in eligible:
+                yield 1, (anchor,)
+            continue
+        if k == len(eligible):  # every anchor completes to the same gang: all of them
+            gang = tuple(eligible)
+            if gang not in seen:
+                seen.add(gang)
+                yield k, gang
+            continue
         # the ranking does not depend on the anchor: price every node once, not once per anchor
         ranked = _rank_by_solo_finish(snapshot, task, k, eligible) if 1 < k <= len(eligible) else None
         for anchor in eligible:  # any other anchor completes to None
@@ -242,8 +251,10 @@ def earliest_finish(
 ) -> tuple[tuple[int, ...], Estimate] | None:
     """The candidate gang that hands the result back soonest, ties to the first found."""
     best: tuple[tuple[int, ...], Estimate] | None = None
+    best_done = 0.0
     for _, gang in candidate_gangs(snapshot, task):
         est = estimate(snapshot, task, gang, steps)
-        if best is None or est.done_s < best[1].done_s:
-            best = (gang, est)
+        done = est.done_s
+        if best is None or done < best_done:
+            best, best_done = (gang, est), done
     return best
