@@ -296,18 +296,13 @@ class Simulator:
         self.active -= 1
         for i in res.nodes:
             self.nodes[i].inflight -= 1
-        est, task = res.est, res.task
-        response = est.done_s - task.arrival_s
+        est, arrival = res.est, res.task.arrival_s
+        done = est.done_s
+        # positional (wait, service, response, quality, cold, slo, busy node-seconds, done): per task
         self.metrics.record(
-            wait_s=est.start_s - task.arrival_s,
-            service_s=est.service_s,
-            response_s=response,
-            quality=est.quality,
-            cold=est.cold,
-            slo_met=res.slo_met,
-            busy_node_s=est.service_s * len(res.nodes),
-            done_s=est.done_s,
-        )
+            est.start_s - arrival, est.service_s, done - arrival, est.quality, est.cold, res.slo_met,
+            est.service_s * len(res.nodes), done,
+        )  # fmt: skip
 
     # ----- node failures ---------------------------------------------------------------
     def _schedule_failures(self) -> None:
