@@ -152,12 +152,6 @@ def estimate(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...], 
     return Estimate(start, steps * step_s + load_s, cold, perf.quality(model, steps), transfer_s, step_s, load_s)
 
 
-def with_steps(perf: PerfModel, task: TaskSpec, est: Estimate, steps: int) -> Estimate:
-    """The same placement priced at another step count: only the service time and quality move."""
-    service_s = steps * est.step_s + est.load_s
-    return Estimate(est.start_s, service_s, est.cold, perf.quality(task.model, steps), est.transfer_s, est.step_s, est.load_s)
-
-
 def _solo_finish(snapshot: ClusterSnapshot, task: TaskSpec, node: NodeState, k: int, steps: int) -> float:
     perf, model = snapshot.perf, task.model
     load = 0.0 if any(r.model == model for r in node.resident) else perf.load_seconds(node.gpu_class, model, k)

@@ -9,15 +9,15 @@ the best immediate reward, ties to the lowest queue index.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from aigc_policy.placement import (
-    Estimate,
     Placement,
     allowed_gang_sizes,
     eligible_nodes,
     estimate,
-    with_steps,
 )
-from aigc_policy.snapshot import ClusterSnapshot, TaskSpec
+from aigc_policy.snapshot import ClusterSnapshot, PerfModel, TaskSpec
 
 W_TIME, W_QUALITY, W_WAIT, TIME_CAP = 250.0, 10.0, 1.0, 10.0  # Simu make_env weights
 _IDLE_EPS = 1e-9
@@ -43,10 +43,9 @@ def mean_wait_after(snap: ClusterSnapshot, removed: int) -> float:
     return sum(waits) / len(waits) if waits else 0.0
 
 
-def eat_reward(task: TaskSpec, est: Estimate, mean_wait_s: float) -> float:
-    """EAT's dispatch reward of placing `task` as priced by `est`, W-bar being `mean_wait_s`."""
-    response = est.done_s - task.arrival_s
-    return min(TIME_CAP, W_TIME / (W_WAIT * mean_wait_s + response)) + W_QUALITY * est.quality
+@lru_cache(maxsize=1024)
+def _quality_table(perf: PerfModel, model: str, steps: range) -> tuple[float, ...]:
+    return tuple(perf.quality(model, s) for s in steps)
 
 
 class EatGreedy:
@@ -67,14 +66,27 @@ class EatGreedy:
                 gang = eat_gang(snap, task, k)
                 if gang is None:
                     continue
-                steps_range = self._steps(task)
-                base = estimate(snap, task, gang, steps_range[0])
-                for steps in steps_range:
-                    est = with_steps(snap.perf, task, base, steps)
-                    reward = eat_reward(task, est, mean_wait_s)
-                    if best is None or reward > best_reward:
-                        best, best_reward = Placement(index, gang, steps), reward
+                reward, steps = self._best_steps(snap, task, gang, mean_wait_s)
+                if best is None or reward > best_reward:  # ties: the first found
+                    best, best_reward = Placement(index, gang, steps), reward
         return best
+
+    def _best_steps(
+        self, snap: ClusterSnapshot, task: TaskSpec, gang: tuple[int, ...], mean_wait_s: float
+    ) -> tuple[float, int]:
+        """EAT's dispatch reward at the best step count for this gang, and that count (the fewest
+        among equals). The gang is priced once: only service time and quality move with the steps."""
+        steps_range = self._steps(task)
+        est = estimate(snap, task, gang, steps_range[0])
+        wait_term = W_WAIT * mean_wait_s
+        best_reward, best_steps = 0.0, 0
+        qualities = _quality_table(snap.perf, task.model, steps_range)
+        for steps, quality in zip(steps_range, qualities, strict=True):
+            done = est.start_s + (steps * est.step_s + est.load_s) + est.transfer_s  # Estimate.done_s
+            reward = min(TIME_CAP, W_TIME / (wait_term + (done - task.arrival_s))) + W_QUALITY * quality
+            if not best_steps or reward > best_reward:
+                best_reward, best_steps = reward, steps
+        return best_reward, best_steps
 
     def _steps(self, task: TaskSpec) -> range:
         if self.always_max_steps:
