@@ -37,15 +37,22 @@ def eat_gang(snap: ClusterSnapshot, task: TaskSpec, k: int) -> tuple[int, ...] |
     return tuple(idle[:k])
 
 
-def mean_wait_after(snap: ClusterSnapshot, removed: int) -> float:
-    """W-bar: mean waiting time of the visible queue once the dispatched task has left it."""
-    waits = [snap.now - t.arrival_s for j, t in enumerate(snap.queue) if j != removed]
-    return sum(waits) / len(waits) if waits else 0.0
+def mean_wait_after(waits: list[float], removed: int) -> float:
+    """W-bar: mean waiting time of the visible queue (`waits`, in queue order) once the
+    dispatched task has left it; summed left to right exactly as the list without it would be."""
+    if len(waits) < 2:
+        return 0.0
+    return sum(waits[removed + 1 :], sum(waits[:removed])) / (len(waits) - 1)
 
 
 @lru_cache(maxsize=1024)
-def _quality_table(perf: PerfModel, model: str, steps: range) -> tuple[float, ...]:
-    return tuple(perf.quality(model, s) for s in steps)
+def _steps_worth_scoring(perf: PerfModel, model: str, steps: range) -> tuple[tuple[int, float], ...]:
+    """(steps, quality) up to the first step count of top quality. Past it a step count adds
+    response time and no quality, and EAT's reward falls with response time, so it can never
+    score higher (nor tie first)."""
+    qualities = [perf.quality(model, s) for s in steps]
+    peak = qualities.index(max(qualities))
+    return tuple(zip(steps[: peak + 1], qualities[: peak + 1], strict=True))
 
 
 class EatGreedy:
@@ -58,15 +65,17 @@ class EatGreedy:
         return None
 
     def decide(self, snap: ClusterSnapshot) -> Placement | None:
+        if not any(n.up and n.free_at <= snap.now + _IDLE_EPS for n in snap.nodes):
+            return None  # EAT dispatches onto idle nodes only: wait
         best: Placement | None = None
         best_reward = 0.0
+        waits = [snap.now - t.arrival_s for t in snap.queue]
         for index, task in enumerate(snap.queue):
-            mean_wait_s = mean_wait_after(snap, index)
             for k in allowed_gang_sizes(snap, task):
                 gang = eat_gang(snap, task, k)
                 if gang is None:
                     continue
-                reward, steps = self._best_steps(snap, task, gang, mean_wait_s)
+                reward, steps = self._best_steps(snap, task, gang, mean_wait_after(waits, index))
                 if best is None or reward > best_reward:  # ties: the first found
                     best, best_reward = Placement(index, gang, steps), reward
         return best
@@ -78,12 +87,13 @@ class EatGreedy:
         among equals). The gang is priced once: only service time and quality move with the steps."""
         steps_range = self._steps(task)
         est = estimate(snap, task, gang, steps_range[0])
-        wait_term = W_WAIT * mean_wait_s
+        start, per_step, load, transfer = est.start_s, est.step_s, est.load_s, est.transfer_s
+        wait_term, arrival = W_WAIT * mean_wait_s, task.arrival_s
         best_reward, best_steps = 0.0, 0
-        qualities = _quality_table(snap.perf, task.model, steps_range)
-        for steps, quality in zip(steps_range, qualities, strict=True):
-            done = est.start_s + (steps * est.step_s + est.load_s) + est.transfer_s  # Estimate.done_s
-            reward = min(TIME_CAP, W_TIME / (wait_term + (done - task.arrival_s))) + W_QUALITY * quality
+        for steps, quality in _steps_worth_scoring(snap.perf, task.model, steps_range):
+            done = start + (steps * per_step + load) + transfer  # as Estimate.done_s adds it up
+            time_term = W_TIME / (wait_term + (done - arrival))
+            reward = (time_term if time_term < TIME_CAP else TIME_CAP) + W_QUALITY * quality
             if not best_steps or reward > best_reward:
                 best_reward, best_steps = reward, steps
         return best_reward, best_steps
