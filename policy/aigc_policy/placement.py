@@ -113,10 +113,6 @@ def eligible_nodes(snapshot: ClusterSnapshot, task: TaskSpec, k: int) -> list[in
     return [i for i in capable if nodes[i].up]
 
 
-def is_warm(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...]) -> bool:
-    return _members_warm(snapshot.perf.reuse, task.model, [snapshot.nodes[i] for i in nodes])
-
-
 def _members_warm(reuse: str, model: str, members: list[NodeState]) -> bool:
     group = None
     if reuse == "exact-group":
@@ -132,7 +128,7 @@ def _members_warm(reuse: str, model: str, members: list[NodeState]) -> bool:
 
 def estimate(snapshot: ClusterSnapshot, task: TaskSpec, nodes: tuple[int, ...], steps: int) -> Estimate:
     """Start, service time (slowest member paces the gang) and quality of a placement."""
-    # Plain loops and no helper calls: this runs on every decision of every policy.
+    # Plain loops and few calls: this runs on every decision of every policy.
     perf, model = snapshot.perf, task.model
     k = len(nodes)
     members = [snapshot.nodes[i] for i in nodes]
