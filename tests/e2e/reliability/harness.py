@@ -416,6 +416,15 @@ class Scenario:
     def logs_tail(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail(25)}" for p in self.stack.processes())
 
+    def process_figures(self) -> dict[str, int]:
+        """How many operator and worker processes are alive, and how often any was restarted."""
+        procs = self.stack.processes()
+        return {"process_restarts": sum(p.starts - 1 for p in procs), "processes_alive": sum(p.alive() for p in procs)}
+
+    def same_processes_throughout(self) -> bool:
+        """Every process still alive and never restarted: they reconnected on their own."""
+        return all(p.alive() and p.starts == 1 for p in self.stack.processes())
+
     def stop(self) -> None:
         if self.watch is not None:
             self.watch.stop()

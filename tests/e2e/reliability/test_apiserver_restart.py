@@ -33,18 +33,16 @@ def test_apiserver_restart(rel_cluster: LocalCluster, tmp_path: Path) -> None:
         names += sc.tasks.create(burst_docs("api", sc.namespace, BURST - half, start=half))
         bodies = sc.tasks.wait_terminal(names, timeout=240)
         result = sc.audit(bodies, BURST)
-        procs = sc.stack.processes()
         report(
             "apiserver-restart",
             figures_of(
                 result,
                 apiserver_down_s=round(restart_s, 1),
-                process_restarts=sum(p.starts - 1 for p in procs),
-                processes_alive=sum(p.alive() for p in procs),
                 watch_reconnects=sc.watch.reconnects if sc.watch else None,
+                **sc.process_figures(),
             ),
         )
-        assert all(p.alive() and p.starts == 1 for p in procs), sc.logs_tail()
+        assert sc.same_processes_throughout(), sc.logs_tail()
         assert result.zero_loss_and_duplicates() and result.succeeded == BURST, (
             result,
             sc.why_waiting(bodies),

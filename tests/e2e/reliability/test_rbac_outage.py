@@ -38,15 +38,6 @@ def test_operator_survives_a_long_rbac_outage(rel_cluster: LocalCluster, tmp_pat
         after = sc.tasks.create(burst_docs("rbac-b", sc.namespace, WAVE))
         bodies = sc.tasks.wait_terminal(before + after, timeout=180)
         result = sc.audit(bodies, 2 * WAVE)
-        procs = sc.stack.processes()
-        report(
-            "rbac-outage",
-            figures_of(
-                result,
-                outage_s=round(outage_s, 1),
-                process_restarts=sum(p.starts - 1 for p in procs),
-                processes_alive=sum(p.alive() for p in procs),
-            ),
-        )
-        assert all(p.alive() and p.starts == 1 for p in procs), sc.logs_tail()
+        report("rbac-outage", figures_of(result, outage_s=round(outage_s, 1), **sc.process_figures()))
+        assert sc.same_processes_throughout(), sc.logs_tail()
         assert result.zero_loss_and_duplicates() and result.succeeded == 2 * WAVE, (result, sc.logs_tail())
