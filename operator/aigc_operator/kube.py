@@ -10,7 +10,6 @@ from aigc_api import GROUP, KIND, PLURAL, VERSION
 from aigc_api.clock import format_time
 from aigc_api.lease import LABEL_WORKER, WorkerStatus, from_lease_body
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 COMPONENT = "aigc-edge-operator"
 
@@ -20,14 +19,6 @@ def load_kube_config() -> None:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-
-
-def is_conflict(exc: Exception) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 409
-
-
-def is_gone(exc: Exception) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 404
 
 
 class KubeApi:

@@ -18,6 +18,7 @@ from typing import Any
 
 from aigc_api import conditions as cond
 from aigc_api import status as st
+from aigc_api.api_errors import is_conflict, is_not_found
 from aigc_api.catalog import ModelCatalog
 from aigc_api.clock import utcnow
 from aigc_api.lease import WorkerStatus
@@ -28,7 +29,7 @@ from aigc_operator import lifecycle
 from aigc_operator.decide import Decision, decide_batch, never_runnable
 from aigc_operator.events import NORMAL, WARNING, EventRecorder
 from aigc_operator.gpu_metrics import MetricsReading
-from aigc_operator.kube import KubeApi, is_conflict, is_gone
+from aigc_operator.kube import KubeApi
 from aigc_operator.policy_loader import LoadedPolicy, PolicySet
 from aigc_operator.settings import OperatorSettings
 from aigc_operator.store import NodeInfo, NodeStore, PlacedLoad, TaskStore
@@ -440,7 +441,7 @@ class Placer:
             # Drop the in-memory intent: the fresh object is reviewed or queued again as needed.
             self.tasks.done(key, placed=True)
         namespace, _, name = key.partition("/")
-        if is_gone(exc):
+        if is_not_found(exc):
             self.tasks.forget(key)
             return
         if is_conflict(exc):
@@ -451,7 +452,7 @@ class Placer:
         try:
             fresh = await self._call(self.api.get_task, namespace, name)
         except Exception as read_exc:
-            if is_gone(read_exc):
+            if is_not_found(read_exc):
                 self.tasks.forget(key)
             else:
                 # Unknown state: queue it again; the guarded write keeps a retry from double placing.

@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from aigc_api import status as st
+from aigc_api.api_errors import is_conflict
 from aigc_api.clock import utcnow
-
-from aigc_worker.kube import is_conflict
 
 log = logging.getLogger(__name__)
 

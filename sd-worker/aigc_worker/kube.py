@@ -10,24 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from aigc_api import GROUP, PLURAL, VERSION
+from aigc_api.api_errors import is_not_found
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
-
-
-def is_conflict(exc: Exception) -> bool:
-    return getattr(exc, "status", None) == 409
-
-
-def is_not_found(exc: Exception) -> bool:
-    return getattr(exc, "status", None) == 404
-
-
-def is_transient(exc: Exception) -> bool:
-    """Worth retrying: no answer at all, or one an API server gives while it (re)starts (403
-    until its RBAC caches are warm, 429, 5xx). A TimeoutError (conflicts that kept coming) too."""
-    status = getattr(exc, "status", None)
-    return status is None or status in (403, 429) or status >= 500
 
 
 class KubeTasks:

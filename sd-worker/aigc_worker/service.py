@@ -18,13 +18,13 @@ from typing import Any, Protocol
 
 from aigc_api import lease as lease_api
 from aigc_api import status as st
+from aigc_api.api_errors import is_transient
 from aigc_api.clock import utcnow
 from aigc_api.spec import SpecError, parse_generation_request
 from aigc_policy.snapshot import Resident
 
 from aigc_worker.claims import Claims, TaskApi
 from aigc_worker.execution import Outcome, RankRun
-from aigc_worker.kube import is_transient
 from aigc_worker.parallel.rendezvous import GangError
 
 log = logging.getLogger(__name__)

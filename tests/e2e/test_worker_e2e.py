@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from aigc_api import GROUP, PLURAL, VERSION
 from aigc_api import status as st
+from aigc_api.api_errors import is_conflict
 from aigc_operator.devcluster import ClusterInfo, LocalCluster
 from aigc_worker.cache import ModelCache
 from aigc_worker.catalog import load_worker_catalog
 from aigc_worker.execution import Executor, GangSettings
-from aigc_worker.kube import KubeTasks, is_conflict
+from aigc_worker.kube import KubeTasks
 from aigc_worker.metrics import WorkerMetrics
 from aigc_worker.parallel.rendezvous import open_store
 from aigc_worker.pipelines import Placement, load_model
