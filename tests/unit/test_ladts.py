@@ -111,7 +111,7 @@ def test_training_memory_starts_gaussian_and_is_seeded() -> None:
 def test_memory_seeds_the_chain_and_d2sac_ignores_it() -> None:
     torch.manual_seed(0)
     n, dim = 6, state_dim(6)
-    model = Ladts(2, dim, n, SacConfig())
+    model = Ladts(2, n, SacConfig())
     state, agent, mask = torch.randn(1, dim), torch.tensor([1]), torch.ones(1, n, dtype=torch.bool)
     onehot = torch.nn.functional.one_hot(torch.tensor([4]), n).float()
     uniform = torch.full((1, n), 1.0 / n)
@@ -120,7 +120,7 @@ def test_memory_seeds_the_chain_and_d2sac_ignores_it() -> None:
         p_uni = model.actor(state, uniform, agent, mask)
     assert p_one[0, 4] > p_uni[0, 4]  # the 12.5x gain favours last time's choice
     assert model.update_latent(onehot) is onehot
-    d2sac = Ladts(2, dim, n, SacConfig(), latent="gaussian")
+    d2sac = Ladts(2, n, SacConfig(), latent="gaussian")
     assert not torch.equal(d2sac.update_latent(onehot), onehot)
 
 
@@ -149,13 +149,15 @@ def test_short_training_beats_uniform_random() -> None:
     assert learned < 0.7 * float(np.mean(delays))
 
 
+@pytest.mark.parametrize("net", ["flat", "per-node"])
 @pytest.mark.parametrize("algo", ["ladts", "d2sac", "sac-ts", "dqn"])
-def test_onnx_parity_with_memory_input(algo: str, small_ladts, tmp_path) -> None:
+def test_onnx_parity_with_memory_input(algo: str, net: str, small_ladts, tmp_path) -> None:
+    from aigc_policy.rl.dqn_ts import DqnConfig
     from aigc_policy.rl.ts_train import ScoreModule, build_model
 
     torch.manual_seed(1)
     n = len(small_ladts.nodes)
-    model = build_model(algo, n, n, TrainConfig(algo=algo))
+    model = build_model(algo, n, n, TrainConfig(algo=algo, sac=SacConfig(net=net), dqn=DqnConfig(net=net)))
     meta = metadata(algo, small_ladts, n, model, ())
     path = tmp_path / f"{algo}.onnx"
     export(path, algo, model, meta)
@@ -181,6 +183,49 @@ def test_onnx_parity_with_memory_input(algo: str, small_ladts, tmp_path) -> None
     if algo == "ladts":  # the memory output is what the runner stores: the action distribution
         np.testing.assert_allclose(outputs[1], outputs[0])
         assert "latent" in names and "memory" in {o.name for o in sess.get_outputs()}
+
+
+def test_per_node_net_scores_every_node_with_the_same_weights() -> None:
+    """Swapping two nodes' blocks in the state swaps their outputs, and nothing else moves."""
+    from aigc_policy.rl.ts_nets import PerNodeNet
+
+    torch.manual_seed(0)
+    n = 5
+    net = PerNodeNet(3, n, hidden=8)
+    state = torch.randn(4, state_dim(n))
+    swapped = state.clone()
+    for block in range(3):
+        i, j = 2 + block * n + 1, 2 + block * n + 3
+        swapped[:, [i, j]] = state[:, [j, i]]
+    agent = torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        out, out_swapped = net(state, agent), net(swapped, agent)
+        batched = net(state.reshape(2, 2, -1), torch.tensor([0, 2]))  # [agents, batch, S], as updates see it
+    np.testing.assert_allclose(out_swapped[:, [0, 3, 2, 1, 4]].numpy(), out.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched[0, 0].numpy(), out[0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched[1, 1].numpy(), net(state[3:], torch.tensor([2])).detach()[0].numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert not torch.allclose(out[1], net(state[1:2], torch.tensor([0])).detach()[0])  # agents have their own weights
+
+
+def test_simplex_eps_quirk_bounds_the_state_term_and_tanh_does_not() -> None:
+    """Reference ε ends in a softmax: the state can only lower logits by ≈ 17.5 in total (spec §4.2)."""
+    from aigc_policy.rl.ladts import LatentDiffusionActor
+
+    torch.manual_seed(0)
+    n = 4
+    for simplex, bound in ((True, 17.6), (False, None)):
+        actor = LatentDiffusionActor(1, n, hidden=8, simplex_eps=simplex)
+        with torch.no_grad():
+            for layer in actor.body.mlp.layers:
+                layer.weight.mul_(50.0)  # saturate the output squash
+            zero = torch.zeros(64, n)
+            logits = actor.logits(torch.randn(64, state_dim(n)), zero, torch.zeros(64, dtype=torch.long), None)
+        drop = -logits.sum(-1)
+        if bound is not None:
+            assert (drop <= bound).all() and (logits <= 1e-5).all()
+        else:
+            assert (logits > 1.0).any()  # tanh ε can raise a logit too
 
 
 def test_reference_quirks_reproduce() -> None:

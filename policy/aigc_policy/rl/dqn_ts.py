@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aigc_policy.rl.ts_nets import AgentMLP, masked
+from aigc_policy.rl.ts_nets import make_net, masked
 
 
 @dataclass
 class DqnConfig:
     hidden: int = 20
+    net: str = "per-node"  # as SacConfig.net
     lr: float = 1e-4
     gamma: float = 0.95
     epsilon: float = 0.01
@@ -26,10 +27,10 @@ class DqnConfig:
 
 
 class Dqn(nn.Module):
-    def __init__(self, n_agents: int, state_dim: int, n_actions: int, cfg: DqnConfig) -> None:
+    def __init__(self, n_agents: int, n_nodes: int, cfg: DqnConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.q = AgentMLP(n_agents, state_dim, cfg.hidden, n_actions)
+        self.q = make_net(cfg.net, n_agents, n_nodes, cfg.hidden)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.opt = torch.optim.Adam(self.q.parameters(), lr=cfg.lr)
         self.updates = 0

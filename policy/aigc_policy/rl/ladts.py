@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from aigc_policy.rl.sac_ts import DiscreteSac, SacConfig
-from aigc_policy.rl.ts_nets import AgentLinear, masked
+from aigc_policy.rl.ts_nets import make_net, masked
 
 LATENT_MODES = ("memory", "gaussian")
 
@@ -61,12 +61,18 @@ def step_embedding(steps: int, dim: int = 16) -> torch.Tensor:
 
 
 class LatentDiffusionActor(nn.Module):
-    """Per-agent ε-network [x, emb(k), s] -> 20 -> 20 -> softmax(|A|), run as the reverse chain."""
+    """Per-agent ε-network [x, emb(k), s] -> 20 -> 20 -> tanh(|A|), run as the reverse chain.
 
-    def __init__(self, n_agents: int, state_dim: int, n_actions: int, hidden: int = 20, steps: int = 5,
-                 t_dim: int = 16) -> None:
+    The reference ends the ε-network in a softmax (spec §8.6): ε then lives in the simplex, so
+    the state can lower one logit by at most ≈ 17.5 in total and the arg-max is decided by the
+    memory. tanh (as AGOD/D2SAC) lets every logit move; `simplex_eps` reproduces the reference.
+    """
+
+    def __init__(self, n_agents: int, n_nodes: int, hidden: int = 20, steps: int = 5, t_dim: int = 16,
+                 simplex_eps: bool = False, net: str = "per-node") -> None:
         super().__init__()
         self.steps = steps
+        self.simplex_eps = simplex_eps
         self.noise_steps = steps - 1  # noise enters at k = I-1 .. 1
         sched = vp_schedule(steps)
         ab = sched.alphas_cumprod
@@ -76,15 +82,11 @@ class LatentDiffusionActor(nn.Module):
         self.register_buffer("c1", sched.c1.float())
         self.register_buffer("c2", sched.c2.float())
         self.register_buffer("sigma", (0.5 * sched.posterior_log_var).exp().float())
-        fan_in = n_actions + t_dim + state_dim
-        self.layers = nn.ModuleList([AgentLinear(n_agents, fan_in, hidden), AgentLinear(n_agents, hidden, hidden),
-                                     AgentLinear(n_agents, hidden, n_actions)])
+        self.body = make_net(net, n_agents, n_nodes, hidden, node_inputs=1, shared_inputs=t_dim)
 
     def eps(self, x: torch.Tensor, k: int, state: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([x, self.emb[k].expand(*x.shape[:-1], -1), state], -1)
-        h = torch.relu(self.layers[0](h, agent))
-        h = torch.relu(self.layers[1](h, agent))
-        return torch.softmax(self.layers[2](h, agent), -1)
+        out = self.body(state, agent, x.unsqueeze(-1), self.emb[k].expand(*x.shape[:-1], -1))
+        return torch.softmax(out, -1) if self.simplex_eps else torch.tanh(out)
 
     def logits(self, state: torch.Tensor, latent: torch.Tensor, agent: torch.Tensor,
                noise: torch.Tensor | None) -> torch.Tensor:
@@ -105,12 +107,12 @@ class LatentDiffusionActor(nn.Module):
 class Ladts(DiscreteSac):
     """Discrete SAC around the latent diffusion actor; latent="gaussian" gives D2SAC-TS."""
 
-    def __init__(self, n_agents: int, state_dim: int, n_actions: int, cfg: SacConfig, latent: str = "memory",
-                 steps: int = 5) -> None:
+    def __init__(self, n_agents: int, n_nodes: int, cfg: SacConfig, latent: str = "memory", steps: int = 5,
+                 simplex_eps: bool = False) -> None:
         if latent not in LATENT_MODES:
             raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
-        actor = LatentDiffusionActor(n_agents, state_dim, n_actions, cfg.hidden, steps)
-        super().__init__(actor, n_agents, state_dim, n_actions, cfg)
+        actor = LatentDiffusionActor(n_agents, n_nodes, cfg.hidden, steps, simplex_eps=simplex_eps, net=cfg.net)
+        super().__init__(actor, n_agents, n_nodes, cfg)
         self.latent = latent
 
     def update_latent(self, stored: torch.Tensor) -> torch.Tensor:

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aigc_policy.rl.ts_nets import AgentMLP, masked, soft_update
+from aigc_policy.rl.ts_nets import make_net, masked, soft_update
 
 
 @dataclass
 class SacConfig:
     hidden: int = 20
+    net: str = "per-node"  # ts_nets.PerNodeNet; "flat" is the paper's MLP over the whole state
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
     alpha_lr: float = 3e-4
@@ -42,9 +43,9 @@ class MlpActor(nn.Module):
 
     noise_steps = 0
 
-    def __init__(self, n_agents: int, state_dim: int, n_actions: int, hidden: int) -> None:
+    def __init__(self, n_agents: int, n_nodes: int, hidden: int, net: str = "per-node") -> None:
         super().__init__()
-        self.net = AgentMLP(n_agents, state_dim, hidden, n_actions)
+        self.net = make_net(net, n_agents, n_nodes, hidden)
 
     def forward(
         self, state: torch.Tensor, latent: torch.Tensor, agent: torch.Tensor, mask: torch.Tensor,
@@ -60,16 +61,16 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 class DiscreteSac(nn.Module):
     """Twin critics, target critics and a per-agent temperature around any actor module."""
 
-    def __init__(self, actor: nn.Module, n_agents: int, state_dim: int, n_actions: int, cfg: SacConfig) -> None:
+    def __init__(self, actor: nn.Module, n_agents: int, n_nodes: int, cfg: SacConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.actor = actor
-        self.q1 = AgentMLP(n_agents, state_dim, cfg.hidden, n_actions)
-        self.q2 = AgentMLP(n_agents, state_dim, cfg.hidden, n_actions)
+        self.q1 = make_net(cfg.net, n_agents, n_nodes, cfg.hidden)
+        self.q2 = make_net(cfg.net, n_agents, n_nodes, cfg.hidden)
         self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
         self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.full((n_agents,), math.log(cfg.alpha0)))
-        self.target_entropy = -1.0 if cfg.alpha_collapse else cfg.target_entropy_ratio * math.log(n_actions)
+        self.target_entropy = -1.0 if cfg.alpha_collapse else cfg.target_entropy_ratio * math.log(n_nodes)
         self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.critic_lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from aigc_policy.rl.ts_env import NODE_BLOCKS, TASK_FEATURES, state_dim
+
 
 class AgentLinear(nn.Module):
     """A Linear layer per agent, initialised like nn.Linear (U(±1/sqrt(fan_in)))."""
@@ -48,6 +50,70 @@ class AgentMLP(nn.Module):
             if i < len(self.layers) - 1:
                 x = torch.relu(x)
         return x
+
+
+class FlatNet(nn.Module):
+    """The paper's network: one MLP over [per-node inputs, shared inputs, whole state] -> one output per node.
+
+    Output j is node j, so the comparison of nodes is learned separately for every output.
+    """
+
+    def __init__(self, n_agents: int, n_nodes: int, hidden: int, node_inputs: int = 0, shared_inputs: int = 0) -> None:
+        super().__init__()
+        self.mlp = AgentMLP(n_agents, node_inputs * n_nodes + shared_inputs + state_dim(n_nodes), hidden, n_nodes)
+
+    def forward(self, state: torch.Tensor, agent: torch.Tensor, node_in: torch.Tensor | None = None,
+                shared_in: torch.Tensor | None = None) -> torch.Tensor:
+        parts = [] if node_in is None else [node_in.flatten(-2)]
+        parts += [] if shared_in is None else [shared_in]
+        return self.mlp(torch.cat([*parts, state], -1), agent)
+
+
+NODE_TOKEN = TASK_FEATURES + 2 * NODE_BLOCKS  # task, the node's blocks, the blocks' mean over nodes
+
+
+def node_tokens(state: torch.Tensor, n_nodes: int) -> torch.Tensor:
+    """[..., S] -> [..., N, NODE_TOKEN]: per node the task features, its own blocks and the cluster mean."""
+    task = state[..., :TASK_FEATURES]
+    blocks = state[..., TASK_FEATURES:].unflatten(-1, (NODE_BLOCKS, n_nodes)).transpose(-1, -2)
+    mean = blocks.mean(-2, keepdim=True).expand_as(blocks)
+    return torch.cat([task.unsqueeze(-2).expand(*blocks.shape[:-1], TASK_FEATURES), blocks, mean], -1)
+
+
+class PerNodeNet(nn.Module):
+    """One MLP scores every node from that node's token: the same weights for every node.
+
+    Comparing nodes is learned once instead of per output, which is what lets a small network
+    follow the load placed within a slot (B_i) closely enough for a greedy arg-max.
+    """
+
+    def __init__(self, n_agents: int, n_nodes: int, hidden: int, node_inputs: int = 0, shared_inputs: int = 0) -> None:
+        super().__init__()
+        self.n_nodes = n_nodes
+        self.mlp = AgentMLP(n_agents, node_inputs + shared_inputs + NODE_TOKEN, hidden, 1)
+
+    def forward(self, state: torch.Tensor, agent: torch.Tensor, node_in: torch.Tensor | None = None,
+                shared_in: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = node_tokens(state, self.n_nodes)
+        parts = [] if node_in is None else [node_in]
+        parts += [] if shared_in is None else [shared_in.unsqueeze(-2).expand(*tokens.shape[:-1], shared_in.shape[-1])]
+        x = torch.cat([*parts, tokens], -1)
+        # -1 for the batch axis: a traced shape would be baked into the exported graph
+        if x.dim() == 3:  # [B, N, f] with agent [B]: one row per (decision, node)
+            out = self.mlp(x.flatten(0, 1), agent.unsqueeze(-1).expand(-1, self.n_nodes).flatten())
+            return out.reshape(-1, self.n_nodes)
+        out = self.mlp(x.flatten(1, 2), agent)  # [R, B, N, f] with agent [R]: one batch per agent
+        return out.reshape(len(agent), -1, self.n_nodes)
+
+
+NETS = {"flat": FlatNet, "per-node": PerNodeNet}
+
+
+def make_net(kind: str, n_agents: int, n_nodes: int, hidden: int, node_inputs: int = 0,
+             shared_inputs: int = 0) -> FlatNet | PerNodeNet:
+    if kind not in NETS:
+        raise ValueError(f"net must be one of {tuple(NETS)}, got {kind!r}")
+    return NETS[kind](n_agents, n_nodes, hidden, node_inputs, shared_inputs)
 
 
 NEG = -1e9  # masked logit / Q-value: finite so that 0 * NEG stays 0 in expectations

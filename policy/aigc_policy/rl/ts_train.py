@@ -11,6 +11,7 @@ Quirks (all off = fixed):
   alpha_collapse     entropy target -1, α can only shrink (spec §8.7)
   keep_memory        the latent memory survives between independent runs (spec §8.5)
   no_slot_load       B(t) missing from the state (spec §8.3)
+  simplex_eps        the ε-network ends in a softmax instead of tanh (spec §8.6)
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ from aigc_policy.rl.ts_env import (
     stale_next_state,
     state_dim,
 )
-from aigc_policy.rl.ts_nets import AgentReplay, masked
+from aigc_policy.rl.ts_nets import NETS, AgentReplay, masked
 from aigc_policy.rl.ts_onnx import META_KEY, OnnxBrain, session
 from aigc_policy.scenario import Scenario, load_scenario
 from aigc_policy.sim import Simulator
 
 ALGOS = ("ladts", "d2sac", "sac-ts", "dqn")
-QUIRKS = ("stale_next_state", "no_done", "alpha_collapse", "keep_memory", "no_slot_load")
+QUIRKS = ("stale_next_state", "no_done", "alpha_collapse", "keep_memory", "no_slot_load", "simplex_eps")
 LATENT = {"ladts": "memory", "d2sac": "gaussian", "sac-ts": "none", "dqn": "none"}
 EVAL_SEED_BASE = 10_000  # evaluation arrivals never overlap training ones
 
@@ -69,13 +70,12 @@ class TrainConfig:
 
 
 def build_model(algo: str, n_agents: int, n_nodes: int, cfg: TrainConfig) -> nn.Module:
-    dim = state_dim(n_nodes)
     sac = SacConfig(**{**asdict(cfg.sac), "alpha_collapse": "alpha_collapse" in cfg.quirks})
     if algo == "dqn":
-        return Dqn(n_agents, dim, n_nodes, cfg.dqn)
+        return Dqn(n_agents, n_nodes, cfg.dqn)
     if algo == "sac-ts":
-        return DiscreteSac(MlpActor(n_agents, dim, n_nodes, sac.hidden), n_agents, dim, n_nodes, sac)
-    return Ladts(n_agents, dim, n_nodes, sac, latent=LATENT[algo])
+        return DiscreteSac(MlpActor(n_agents, n_nodes, sac.hidden, sac.net), n_agents, n_nodes, sac)
+    return Ladts(n_agents, n_nodes, sac, latent=LATENT[algo], simplex_eps="simplex_eps" in cfg.quirks)
 
 
 class ScoreModule(nn.Module):
@@ -301,6 +301,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--update-every", type=int, default=25,
                        help="decisions per agent between gradient steps (paper: 25, one per agent per slot)")
     group.add_argument("--eval-seeds", type=int, default=5, help="greedy evaluation episodes after training")
+    group.add_argument("--target-entropy-ratio", type=float, default=SacConfig.target_entropy_ratio,
+                       help="SAC temperature target as a fraction of log(#nodes)")
+    group.add_argument("--net", choices=tuple(NETS), default="per-node",
+                       help="flat: the paper's MLP over the whole state; per-node: one scorer shared by all nodes")
     group.add_argument("--shared-agent", action="store_true", help="one agent for all origins instead of one per node")
 
 
@@ -312,7 +316,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     cfg = TrainConfig(algo=args.algo, episodes=args.episodes, max_minutes=args.max_minutes, seed=args.seed,
                       batch=args.batch,
-                      update_every=args.update_every, per_agent=not args.shared_agent, quirks=tuple(args.quirk))
+                      update_every=args.update_every, per_agent=not args.shared_agent, quirks=tuple(args.quirk),
+                      sac=SacConfig(target_entropy_ratio=args.target_entropy_ratio, net=args.net),
+                      dqn=DqnConfig(net=args.net))
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "train.jsonl"
     log_path.write_text("")
