@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
     "capacity-random": "aigc_policy.baselines.simple:CapacityRandom",
     "eft": "aigc_policy.baselines.greedy:EarliestFinish",
     "opt-ts": "aigc_policy.baselines.greedy:OptTs",
+    "spt": "aigc_policy.baselines.greedy:ShortestFirst",
     "eat-greedy": "aigc_policy.baselines.eat_greedy:EatGreedy",
     "eat-greedy-ref": "aigc_policy.baselines.eat_greedy:EatGreedyReference",
     "lower-bound": "aigc_policy.baselines.lower_bound:LowerBound",

@@ -12,7 +12,7 @@ from sim_helpers import ListWorkload, run
 
 EDGE = load_scenario("edge-hetero")
 EAT = load_scenario("eat-reference")
-RUNNABLE = ["random", "round-robin", "least-loaded", "capacity-random", "eft", "opt-ts", "eat-greedy"]
+RUNNABLE = ["random", "round-robin", "least-loaded", "capacity-random", "eft", "opt-ts", "spt", "eat-greedy"]
 
 
 @st.composite
