@@ -2,10 +2,10 @@
 # Reproduces the shipped LAD-TS policies (policy/aigc_policy/artifacts/ladts-*.onnx) and the
 # ladts-reference baselines of docs/ladts.md. Run from the repository root with the venv active.
 # Each run writes DIR/{train.jsonl,eval.json,<algo>-<scenario>.onnx}; eval.json holds the greedy
-# evaluation over 5 held-out seeds.
+# evaluation over 5 held-out seeds. Defaults: per-node networks, tanh ε, every reference defect fixed.
 set -euo pipefail
 OUT=${OUT:-runs/ladts}
-EPISODES=${EPISODES:-15}
+EPISODES=${EPISODES:-20}
 UPDATE_EVERY=${UPDATE_EVERY:-5}  # 5x the paper's update rate: the paper's budget is tiny (spec §8.12)
 ART=policy/aigc_policy/artifacts
 
