@@ -61,7 +61,7 @@ def step_embedding(steps: int, dim: int = 16) -> torch.Tensor:
 
 
 class LatentDiffusionActor(nn.Module):
-    """Per-agent ε-network [x, emb(k), s] -> 20 -> 20 -> tanh(|A|), run as the reverse chain.
+    """Per-agent ε-network over [x, emb(k), s] (`net`: per-node or flat, ts_nets), run as the reverse chain.
 
     The reference ends the ε-network in a softmax (spec §8.6): ε then lives in the simplex, so
     the state can lower one logit by at most ≈ 17.5 in total and the arg-max is decided by the
