@@ -75,6 +75,11 @@ class HeldRank:
     estimated_s: float = field(compare=False, default=0.0)
 
 
+def _decided_at(placement: st.PlacementRecord) -> datetime:
+    decided = placement.decision_time
+    return decided if decided.tzinfo else decided.replace(tzinfo=UTC)
+
+
 def _key(body: dict[str, Any]) -> TaskKey:
     meta = body["metadata"]
     return meta.get("namespace", ""), meta["name"]
@@ -181,10 +186,15 @@ class Worker:
                     )
 
     def accept_new(self) -> None:
+        # In placement order. An idle worker starts the first rank it holds: taking a later gang's
+        # rank first could start it ahead of an earlier gang on the same nodes, whose other members
+        # run in placement order, and each gang would wait for the other to form.
+        placed = []
         for key, body in self._snapshot().items():
             placement = st.parse_placement(body)
-            if placement is None or st.current_failure(body) is not None:
-                continue
+            if placement is not None and st.current_failure(body) is None:
+                placed.append((_decided_at(placement), key, body, placement))
+        for _, key, body, placement in sorted(placed, key=lambda item: item[:2]):
             held = self._held.get(key)
             if held is not None and held.run.attempt == placement.attempt:
                 continue
@@ -224,14 +234,11 @@ class Worker:
             request=request,
             policy=placement.policy,
         )
-        decided = (
-            placement.decision_time
-            if placement.decision_time.tzinfo
-            else placement.decision_time.replace(tzinfo=UTC)
-        )
         with self._lock:
             self._accepted.add((key, run.attempt, rank))
-            self._held[key] = HeldRank(decided, key, run, placement.estimated_service_millis / 1000)
+            self._held[key] = HeldRank(
+                _decided_at(placement), key, run, placement.estimated_service_millis / 1000
+            )
             self.on_queue(len(self._held))
         self._queued.set()
 

@@ -292,3 +292,20 @@ def test_api_outage_neither_drops_a_queued_rank_nor_loses_its_outcome() -> None:
     assert ("jobs", "t0") in worker._held
     assert worker.run_next()  # the outcome write fails twice on its first read, then lands
     assert status(api, "t0")["failure"]["reason"] == st.WORKER_ERROR
+
+
+def test_ranks_are_taken_on_in_placement_order_not_listing_order(tmp_path, models_dir) -> None:
+    """An idle worker starts the first rank it takes on; taking a later gang's rank first could
+    start it ahead of an earlier gang on the same nodes and deadlock the two gangs."""
+    api = FakeTasks()
+    api.create(NS, "placed-second", task_spec(SD15))
+    api.create(NS, "placed-first", task_spec(SD15))  # listed after, placed before
+    api.place(NS, "placed-first", ("edge-0", "edge-1"), steps=4)
+    api.place(NS, "placed-second", ("edge-1", "edge-0"), steps=4)
+    worker = make_worker(api, models_dir, tmp_path, node="edge-0")
+    taken: list[str] = []
+    claim = worker.claims.claim
+    worker.claims.claim = lambda namespace, name, *args: taken.append(name) or claim(namespace, name, *args)
+    worker.resync()
+    worker.accept_new()
+    assert taken == ["placed-first", "placed-second"]
