@@ -7,22 +7,16 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from aigc_policy import policies  # noqa: E402
+from aigc_policy.bench.runner import run_episode  # noqa: E402
 from aigc_policy.rl.ts_onnx import shipped  # noqa: E402
 from aigc_policy.scenario import load_scenario  # noqa: E402
-from aigc_policy.sim import Simulator  # noqa: E402
+from aigc_policy.sim.workload import ScenarioWorkload  # noqa: E402
 
 SEED = 10_000  # held out: training never saw these arrivals
 
 
 def mean_response(scenario, name: str) -> float:
-    policy = policies.make(name)
-    sim = Simulator(scenario, seed=SEED)
-    policy.reset(SEED)
-    sim.reset(SEED)
-    while not sim.done:
-        sim.step(policy.decide(sim.snapshot()))
-    return sim.metrics.summary()["mean_response_s"]
+    return run_episode(scenario, ScenarioWorkload(scenario), name, SEED).summary()["mean_response_s"]
 
 
 def short_ladts_reference():

@@ -66,19 +66,15 @@ def test_shipped_ladts_reference_policy_loads_and_places_like_a_trained_policy()
     backlog of a full 59-slot episode and is measured by `aigc-edge bench` (docs/ladts.md)."""
     from dataclasses import replace
 
+    from aigc_policy.bench.runner import run_episode
+    from aigc_policy.sim.workload import ScenarioWorkload
+
     path = default_policy_path().with_name("eat-ladts-reference.onnx")
-    policy = policies.make(f"eat:{path}")
-    assert policy.metadata["scenario"] == "ladts-reference"
+    assert policies.make(f"eat:{path}").metadata["scenario"] == "ladts-reference"
     base = load_scenario("ladts-reference")
     scenario = replace(base, arrivals={**base.arrivals, "slots": 8})
-    mean = {}
-    for name, scheduler in (("eat", policy), ("opt-ts", policies.make("opt-ts"))):
-        sim = Simulator(scenario, seed=10_000)
-        scheduler.reset(10_000)
-        sim.reset(10_000)
-        while not sim.done:
-            sim.step(scheduler.decide(sim.snapshot()))
-        mean[name] = sim.metrics.summary()["mean_response_s"]
+    mean = {name: run_episode(scenario, ScenarioWorkload(scenario), spec, 10_000).summary()["mean_response_s"]
+            for name, spec in (("eat", f"eat:{path}"), ("opt-ts", "opt-ts"))}
     assert mean["eat"] < 1.05 * mean["opt-ts"]
 
 
