@@ -179,8 +179,10 @@ def test_tasks_are_placed_with_conditions_events_columns_and_metrics(env: Env) -
     assert op.metric("aigc_scheduler_build_info", version="0.1.0") == 1
     for node in env.nodes:
         assert 0 <= op.metric("aigc_scheduler_node_metrics_age_seconds", node=node) < TTL_S
-    # kopf caches probe results for 10 s: wait for a fresh payload.
-    health = wait_for(lambda: (h := op.health()) and h["queueDepth"] == 0 and h, 15, "empty queue in health")
+    # kopf caches probe results for 10 s: wait for a payload taken after this test's tasks existed
+    # (one from before them also shows an empty queue, and no worker yet).
+    health = wait_for(lambda: (h := op.health()) and h["tasksKnown"] > 0 and h["queueDepth"] == 0 and h, 15,
+                      "empty queue in health")
     assert health["policy"]["error"] is None and health["workersAlive"] == len(env.nodes)
 
 
