@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from aigc_policy.scenario import Scenario
 from aigc_policy.scheduler import Scheduler
 
 Factory = Callable[..., Scheduler]
@@ -22,9 +23,11 @@ BUILTIN: dict[str, str] = {
     "eft": "aigc_policy.baselines.greedy:EarliestFinish",
     "opt-ts": "aigc_policy.baselines.greedy:OptTs",
     "spt": "aigc_policy.baselines.greedy:ShortestFirst",
+    "warm-first": "aigc_policy.baselines.greedy:WarmFirst",
     "eat-greedy": "aigc_policy.baselines.eat_greedy:EatGreedy",
     "eat-greedy-ref": "aigc_policy.baselines.eat_greedy:EatGreedyReference",
     "lower-bound": "aigc_policy.baselines.lower_bound:LowerBound",
+    "rollout": "aigc_policy.baselines.rollout:Rollout",  # rollout:BASE+BASE; a slow teacher, not for the operator
     "eat": "aigc_policy.onnx_policy:eat",  # eat:PATH for another ONNX file; default: the shipped one
     "dsac": "aigc_policy.onnx_policy:dsac",
     "sac": "aigc_policy.onnx_policy:sac",
@@ -52,8 +55,8 @@ def names() -> list[str]:
     return sorted({*BUILTIN, *_registered})
 
 
-def make(spec: str) -> Scheduler:
-    """Build a scheduler from "name" or "name:argument"."""
+def make(spec: str, scenario: Scenario | None = None) -> Scheduler:
+    """Build a scheduler from "name" or "name:argument", bound to `scenario` if given (see bind)."""
     name, sep, arg = spec.strip().partition(":")
     factory = _registered.get(name)
     if factory is None and name in BUILTIN:
@@ -61,4 +64,15 @@ def make(spec: str) -> Scheduler:
         factory = getattr(importlib.import_module(module), attr)
     if factory is None:
         raise UnknownPolicy(f"unknown policy {name!r} (known: {', '.join(names())})")
-    return factory(arg) if sep else factory()
+    policy = factory(arg) if sep else factory()
+    if scenario is not None:
+        bind(policy, scenario)
+    return policy
+
+
+def bind(policy: Scheduler, scenario: Scenario) -> None:
+    """Hand `scenario` to a policy that uses it (it has `use_scenario`): a planner modelling the
+    workload, or a shipped network trained on that scenario; the others ignore it."""
+    use = getattr(policy, "use_scenario", None)
+    if use is not None:
+        use(scenario)

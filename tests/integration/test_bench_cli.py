@@ -55,6 +55,11 @@ def test_trace_replay(tmp_path):
         (["--scenario", "nope"], "unknown scenario 'nope'"),
         (["--rate", "-1"], "--rate values must be positive"),
         (["--nodes", "99"], "2..64"),
+        (["--policies", "spt:0"], "--policies spt:0: spt:W needs W >= 1"),
+        (["--policies", "rollout:eft/horizon=soon"], "rollout: horizon='soon' is not a number"),
+        (["--policies", "rollout:eft/depth=2"], "unknown option 'depth'"),
+        (["--policies", "rollout:rollout"], "rollout cannot use itself"),
+        (["--policies", "rollout:nope"], "unknown policy 'nope'"),
     ],
 )
 def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):

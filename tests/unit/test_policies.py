@@ -3,7 +3,7 @@ from aigc_policy import policies
 from aigc_policy.scheduler import Scheduler
 
 REQUIRED = ["random", "round-robin", "least-loaded", "eft", "eat-greedy", "eat-greedy-ref",
-            "capacity-random", "opt-ts", "spt", "lower-bound"]
+            "capacity-random", "opt-ts", "spt", "warm-first", "rollout", "lower-bound"]
 
 
 @pytest.mark.parametrize("name", REQUIRED)

@@ -6,6 +6,7 @@ from aigc_policy.baselines.common import priority_head, smallest_gang
 from aigc_policy.placement import (
     Placement,
     allowed_gang_sizes,
+    candidate_gangs,
     earliest_finish,
     eligible_nodes,
     estimate,
@@ -56,6 +57,30 @@ class OptTs:
         if best_node is None:
             return None
         return Placement(0, (best_node,), steps)
+
+
+class WarmFirst:
+    """Model affinity: the visible placement that needs no model load and finishes first; when
+    none does, `eft` for the head task. Alone it starves tasks whose model is not loaded (every
+    load waits for the warm work to run dry); it is a base for the rollout planner, which
+    decides when a load is worth it.
+    """
+
+    name = "warm-first"
+
+    def reset(self, seed: int) -> None:
+        return None
+
+    def decide(self, snap: ClusterSnapshot) -> Placement | None:
+        best: Placement | None = None
+        best_done = 0.0
+        for index, task in enumerate(snap.queue):
+            steps = min_acceptable_steps(snap.perf, task)
+            for _, gang in candidate_gangs(snap, task):
+                est = estimate(snap, task, gang, steps)
+                if not est.cold and (best is None or est.done_s < best_done):
+                    best, best_done = Placement(index, gang, steps), est.done_s
+        return best if best is not None else EarliestFinish().decide(snap)
 
 
 class ShortestFirst:

@@ -49,12 +49,8 @@ def run(args: argparse.Namespace) -> int:
             policies.make(spec)
         except policies.UnknownPolicy as exc:
             raise UsageError(str(exc)) from None
-        except ValueError as exc:  # eat:PATH naming a missing, corrupt or incompatible ONNX file
-            from aigc_policy.onnx_policy import PolicyFileError
-
-            if isinstance(exc, PolicyFileError):
-                raise UsageError(str(exc)) from None
-            raise
+        except ValueError as exc:  # a bad argument: spt:W, rollout options, eat:PATH's file
+            raise UsageError(f"--policies {spec}: {exc}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scenarios = {rate: _scenario(args.scenario, args.nodes, rate) for rate in rates}

@@ -29,7 +29,7 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
 
 
 def run_episode(scenario: Scenario, workload: Workload, policy_spec: str, seed: int) -> EpisodeMetrics:
-    policy = policies.make(policy_spec)
+    policy = policies.make(policy_spec, scenario)
     policy.reset(seed)
     if getattr(policy, "reference_only", False):
         return policy.evaluate(scenario, workload, seed)  # type: ignore[attr-defined]

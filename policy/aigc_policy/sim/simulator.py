@@ -13,8 +13,8 @@ import heapq
 import logging
 import random
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from aigc_policy.placement import (
     Estimate,
@@ -25,14 +25,14 @@ from aigc_policy.placement import (
     estimate,
     min_acceptable_steps,
 )
-from aigc_policy.scenario import Scenario
+from aigc_policy.scenario import NodeSpec, Scenario
 from aigc_policy.sim.metrics import EpisodeMetrics
 from aigc_policy.sim.workload import ScenarioWorkload, Workload
 from aigc_policy.snapshot import ClusterSnapshot, NodeState, Resident, TaskSpec
 
 log = logging.getLogger(__name__)
 
-_COMPLETE, _DOWN, _UP = 0, 1, 2
+_COMPLETE, _DOWN, _UP, _FREE = 0, 1, 2, 3  # _FREE: a what-if copy's node frees (its work is unknown)
 _EPS = 1e-9
 
 
@@ -74,6 +74,13 @@ def slo_met(task: TaskSpec, response_s: float, quality: float) -> bool:
     )
 
 
+class _NoArrivals:
+    label = "no arrivals"
+
+    def tasks(self, seed: int) -> Iterator[TaskSpec]:
+        return iter(())
+
+
 class Simulator:
     """`reset(seed)`, then alternate `snapshot()` / `step(placement or None)` until `done`."""
 
@@ -85,6 +92,30 @@ class Simulator:
         self._index = {n.name: i for i, n in enumerate(scenario.nodes)}
         self._admissible: dict[tuple[str, int, int, tuple[int, ...] | None], bool] = {}
         self.reset(seed)
+
+    @classmethod
+    def what_if(cls, snap: ClusterSnapshot, arrivals: Sequence[TaskSpec] = ()) -> Simulator:
+        """A simulator that continues from `snap`, then `arrivals` (in time order): a planner's model.
+
+        Nodes, residency and the visible queue are copies, so stepping it leaves `snap` alone.
+        Work already placed is known only through each node's free_at; waiting moves time to the
+        next of those instants. No failures happen in it.
+        """
+        nodes = tuple(NodeSpec(n.name, n.gpu_class) for n in snap.nodes)
+        scenario = Scenario("what-if", "", snap.perf, nodes, snap.gang_sizes, None, 0, {}, (), {}, {})  # type: ignore[arg-type]
+        sim = cls(scenario, _NoArrivals())  # reset() ran on an empty cluster; now take the snapshot's state
+        sim.now = sim._last_decision = snap.now
+        sim.nodes = [replace(n, resident=list(n.resident)) for n in snap.nodes]
+        sim.window = list(snap.queue)
+        sim._arrivals = iter(arrivals)
+        sim._next = next(sim._arrivals, None)
+        for t in sorted({n.free_at for n in sim.nodes if n.free_at > snap.now}):
+            sim._push(t, _FREE, None)
+            sim.active += 1
+        sim._snap = ClusterSnapshot(sim.now, sim.window, sim.nodes, sim.perf, snap.gang_sizes, True, snap.capable)
+        sim.done = False
+        sim._settle()
+        return sim
 
     # ----- environment API -------------------------------------------------------------
     def reset(self, seed: int | None = None) -> ClusterSnapshot | None:
@@ -274,6 +305,8 @@ class Simulator:
             _, _, kind, payload = heapq.heappop(events)
             if kind == _COMPLETE:
                 self._complete(payload)  # type: ignore[arg-type]
+            elif kind == _FREE:
+                self.active -= 1
             elif kind == _DOWN:
                 self._node_down(payload)  # type: ignore[arg-type]
             else:

@@ -50,6 +50,23 @@ class ScenarioWorkload:
             yield sampler.sample(f"t{i}", t, origin, position)
 
 
+def sample_future(scenario: Scenario, seed: int, start_s: float, horizon_s: float) -> list[TaskSpec]:
+    """A guess at the arrivals in (start_s, start_s + horizon_s]: the scenario's process restarted
+    at start_s without its initial queue. Exact in distribution for memoryless arrivals (poisson,
+    bernoulli); for the others a plausible stand-in, which is all a planner needs."""
+    skip = int(scenario.arrivals.get("initial", 0))
+    future: list[TaskSpec] = []
+    for i, task in enumerate(ScenarioWorkload(scenario).tasks(seed)):
+        if i < skip:
+            continue
+        if task.arrival_s > horizon_s:
+            break
+        task.id = f"future-{i}"
+        task.arrival_s += start_s
+        future.append(task)
+    return future
+
+
 def arrival_times(params: Mapping[str, Any], rng: random.Random, nodes: list[str],
                   shuffle_origins: bool = True) -> Iterator[Arrival]:
     kind = params["kind"]
