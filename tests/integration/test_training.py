@@ -52,3 +52,49 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
 def test_bad_budget_is_a_usage_error(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--budget", "soon"]) == 2
     assert "--budget" in capsys.readouterr().err
+
+
+class RateRecordingTeacher:
+    """eat-greedy that records the arrival rate of every scenario it is bound to."""
+
+    name = "rate-recording"
+    bound_rates: list[float] = []
+
+    def __init__(self) -> None:
+        from aigc_policy.baselines.eat_greedy import EatGreedy
+
+        self.inner = EatGreedy()
+
+    def use_scenario(self, scenario) -> None:
+        self.bound_rates.append(scenario.arrivals["rate"])
+
+    def reset(self, seed: int) -> None:
+        self.inner.reset(seed)
+
+    def decide(self, snap):
+        return self.inner.decide(snap)
+
+
+def test_dagger_rounds_run_and_the_teacher_plans_for_each_episodes_rate(tmp_path, capsys, monkeypatch):
+    from aigc_policy import policies
+
+    monkeypatch.setitem(policies._registered, RateRecordingTeacher.name, RateRecordingTeacher)
+    RateRecordingTeacher.bound_rates = []
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "eat", "--scenario", "eat-reference", "--rates", "0.03,0.11", "--out", str(out),
+                 "--teacher", RateRecordingTeacher.name, "--demo-episodes", "2", "--bc-updates", "5",
+                 "--dagger-rounds", "1", "--dagger-episodes", "2", "--dagger-updates", "5", "--budget", "0",
+                 "--eval-episodes", "1", "--batch", "16"]) == 0
+    assert "after dagger round 1" in capsys.readouterr().out
+    assert len((out / "eval.csv").read_text().splitlines()) == 1 + 2  # header, after BC, after the round
+    # teacher choice (both rates), demos and DAgger episodes (alternating rates): never one rate for all
+    assert RateRecordingTeacher.bound_rates == [0.03, 0.11, 0.03, 0.11, 0.03, 0.11]
+
+
+def test_dagger_keeps_the_teachers_choice_and_plays_the_students():
+    from aigc_policy.rl.train import dagger_actor
+
+    labels: dict[int, tuple[int, int]] = {}
+    state = object()
+    act = dagger_actor(lambda snap, s: (3, 0), lambda snap, s: (5, 2), labels)
+    assert act(None, state) == (3, 0) and labels == {id(state): (5, 2)}

@@ -4,7 +4,10 @@ Read top to bottom:
   1. demos: the teacher (default `eft`) runs `--demo-episodes` episodes; its decisions, mapped
      into the action layout, fill a demo buffer and the replay buffer (with their rewards).
   2. warm start: `--bc-updates` imitation steps on the demos, each followed by a critic step,
-     so the critics know the teacher's values before the actor listens to them.
+     so the critics know the teacher's values before the actor listens to them. Then
+     `--dagger-rounds` rounds of DAgger: the student drives `--dagger-episodes` episodes, the
+     teacher labels every state the student reached, `--dagger-updates` more imitation steps;
+     best.pt keeps the best evaluated round.
   3. SAC: the stochastic policy collects episodes; one critic + actor update per decision,
      the actor keeping an imitation term on demo batches (SacConfig.bc_weight).
   4. every `--eval-every` updates: deterministic (arg-max, zero chain noise) evaluation on
@@ -73,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the demo seeds is used; 'none' skips the warm start")
     parser.add_argument("--demo-episodes", type=int, default=40)
     parser.add_argument("--bc-updates", type=int, default=1500)
+    parser.add_argument("--dagger-rounds", type=int, default=0,
+                        help="after behaviour cloning: rounds of student-driven episodes labelled by the teacher")
+    parser.add_argument("--dagger-episodes", type=int, default=20, help="student episodes per DAgger round")
+    parser.add_argument("--dagger-updates", type=int, default=1000, help="imitation steps per DAgger round")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--eval-every", type=int, default=500, help="SAC updates between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=6)
@@ -143,12 +150,23 @@ def teacher_actor(teacher: Scheduler) -> Actor:
     return act
 
 
+def dagger_actor(student: Actor, teacher: Actor, labels: dict[int, tuple[int, int]]) -> Actor:
+    """The student acts; the teacher's choice in the same state is kept as that state's label."""
+
+    def act(snap: ClusterSnapshot, state: EncodedState) -> tuple[int, int]:
+        labels[id(state)] = teacher(snap, state)
+        return student(snap, state)
+
+    return act
+
+
 def pick_teacher(names: list[str], sims: list[Simulator], seed: int) -> tuple[str, Scheduler]:
     """The heuristic that scores best through the action layout on training seeds."""
     scored = []
     for name in names:
         teacher = policies.make(name)
-        report = evaluate(teacher_actor(teacher), sims, 2, seed_base=seed * 1000 + 900)
+        report = evaluate(teacher_actor(teacher), sims, 2, seed_base=seed * 1000 + 900,
+                          before=lambda sim, teacher=teacher: policies.bind(teacher, sim.scenario))
         print(f"teacher candidate {name}:", json.dumps({k: round(v, 3) for k, v in report.items()}))
         scored.append((report["score"], name, teacher))
     _, name, teacher = max(scored, key=lambda item: item[0])
@@ -160,10 +178,13 @@ def greedy_actor(net: AgentNet) -> Actor:
     return lambda snap, state: choose(net, state, False, rng)
 
 
-def evaluate(act: Actor, sims: list[Simulator], episodes: int, seed_base: int = EVAL_SEED_BASE) -> dict[str, float]:
-    """A deterministic actor on `episodes` seeds of every rate; task-weighted means."""
+def evaluate(act: Actor, sims: list[Simulator], episodes: int, seed_base: int = EVAL_SEED_BASE,
+             before: Callable[[Simulator], object] = lambda sim: None) -> dict[str, float]:
+    """A deterministic actor on `episodes` seeds of every rate; task-weighted means. `before(sim)`
+    runs ahead of each rate's episodes (a planner teacher is told the rate it plans for)."""
     encoder, rows = Encoder(), []
     for sim in sims:
+        before(sim)
         for e in range(episodes):
             run_episode(sim, seed_base + e, encoder, act)
             rows.append(sim.metrics.summary())
@@ -273,32 +294,57 @@ def run(args: argparse.Namespace) -> int:
     def wall() -> float:
         return time.monotonic() - start
 
-    # 1. demonstrations (always collected: they also anchor the actor during SAC)
-    if args.teacher != "none":
-        for (scenario, group), demos in zip(groups, demo_sets, strict=True):
-            name, teacher = pick_teacher(args.teacher.split(","), group, args.seed)
-            for e in range(args.demo_episodes):
-                teacher.reset(e)
-                run_episode(group[e % len(group)], args.seed * 1000 + 500 + e, encoder, teacher_actor(teacher),
-                            lambda t, demos=demos: (demos.add(t), replay.add(t)))
-            print(f"demos ({scenario}): {len(demos)} decisions from {args.demo_episodes} {name} episodes "
-                  f"({wall():.0f}s)")
-    has_demos = any(len(d) for d in demo_sets)
-    # 2. warm start
-    if args.teacher != "none" and not progress["warm_started"]:
-        for u in tqdm(range(args.bc_updates), desc="behaviour cloning", mininterval=5):
+    def clone(updates: int, desc: str) -> None:
+        for u in tqdm(range(updates), desc=desc, mininterval=5):
             if seconds and wall() > BC_SHARE * seconds:
                 break
             stats = learner.bc_update(sample_demos(args.batch))
             stats |= learner.critic_update(replay.sample(args.batch))
             if u % 100 == 0:
                 log.writerow({"wall_s": round(wall(), 1), "phase": "bc", **stats})
-        progress["warm_started"] = True
+
+    def evaluate_and_keep(label: str) -> None:
         report = evaluate_groups(greedy_actor(net), eval_groups, args.eval_episodes)
         eval_log.writerow({"wall_s": round(wall(), 1), **progress, **report})
-        print("after warm start:", json.dumps({k: round(v, 3) for k, v in report.items()}))
-        progress["best_score"] = report["score"]
-        save(args.out / "best.pt", net, learner, meta, progress)
+        print(f"{label}:", json.dumps({k: round(v, 3) for k, v in report.items()}))
+        if report["score"] > progress["best_score"]:
+            progress["best_score"] = report["score"]
+            save(args.out / "best.pt", net, learner, meta, progress)
+
+    # 1. demonstrations (always collected: they also anchor the actor during SAC)
+    teachers: list[Scheduler] = []
+    if args.teacher != "none":
+        for (scenario, group), demos in zip(groups, demo_sets, strict=True):
+            name, teacher = pick_teacher(args.teacher.split(","), group, args.seed)
+            teachers.append(teacher)
+            for e in range(args.demo_episodes):
+                sim = group[e % len(group)]
+                policies.bind(teacher, sim.scenario)
+                teacher.reset(e)
+                run_episode(sim, args.seed * 1000 + 500 + e, encoder, teacher_actor(teacher),
+                            lambda t, demos=demos: (demos.add(t), replay.add(t)))
+            print(f"demos ({scenario}): {len(demos)} decisions from {args.demo_episodes} {name} episodes "
+                  f"({wall():.0f}s)")
+    has_demos = any(len(d) for d in demo_sets)
+    # 2. warm start
+    if args.teacher != "none" and not progress["warm_started"]:
+        clone(args.bc_updates, "behaviour cloning")
+        progress["warm_started"] = True
+        evaluate_and_keep("after warm start")
+        for r in range(args.dagger_rounds):
+            for (_, group), demos, teacher in zip(groups, demo_sets, teachers, strict=True):
+                labels: dict[int, tuple[int, int]] = {}
+                student = dagger_actor(greedy_actor(net), teacher_actor(teacher), labels)
+                for e in range(args.dagger_episodes):
+                    sim = group[e % len(group)]
+                    policies.bind(teacher, sim.scenario)
+                    teacher.reset(e)
+                    run_episode(sim, args.seed * 1000 + 500 + args.demo_episodes + r * args.dagger_episodes + e,
+                                encoder, student, lambda t, demos=demos, labels=labels: (
+                                    replay.add(t), demos.add(Transition(t.state, *labels.pop(id(t.state)), t.reward,
+                                                                        t.dt, t.next_state))))
+            clone(args.dagger_updates, f"dagger round {r + 1}")
+            evaluate_and_keep(f"after dagger round {r + 1}")
     # 3. SAC
     bar = tqdm(total=seconds if seconds else max_updates, desc=f"sac ({args.algo})", mininterval=5,
                unit="s" if seconds else "upd")
