@@ -22,6 +22,7 @@ import onnxruntime as ort
 from aigc_policy.actions import ACTION_LAYOUT, WAIT, decode, split_action
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, EncodedState, Encoder
 from aigc_policy.placement import Placement
+from aigc_policy.scenario import Scenario
 from aigc_policy.snapshot import ClusterSnapshot
 
 PROVIDERS_ENV = "AIGC_EDGE_ONNX_PROVIDERS"
@@ -51,7 +52,11 @@ def resolve_providers(providers: Sequence[str] | None = None) -> list[str]:
 
 
 class OnnxPolicy:
-    """Scheduler protocol over an exported policy (arg-max of the masked logits)."""
+    """Scheduler protocol over an exported policy (arg-max of the masked logits).
+
+    Without a path it runs the shipped `<name>-default.onnx`, or, once `use_scenario` names a
+    scenario with its own shipped file (`<name>-<scenario>.onnx`), that one.
+    """
 
     def __init__(
         self,
@@ -60,24 +65,35 @@ class OnnxPolicy:
         threads: int = 1,
         name: str = "eat",
     ) -> None:
-        self.path = Path(path) if path else default_policy_path()
+        self.name = name
+        self.explicit = bool(path)
+        self.providers = resolve_providers(providers)
+        self.threads = threads
+        self.encoder = Encoder()
+        self._load(Path(path) if path else default_policy_path(f"{name}-default.onnx"))
+
+    def _load(self, path: Path) -> None:
+        self.path = path
         if not self.path.is_file():
             raise PolicyFileError(f"no policy file at {self.path}")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        chosen = resolve_providers(providers)
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+            self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own classes for a corrupt or non-ONNX file
             raise PolicyFileError(f"{self.path}: not a loadable ONNX policy ({str(exc).splitlines()[0][:200]})") from None
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self._check_metadata()
-        self.name = name
-        self.encoder = Encoder()
+
+    def use_scenario(self, scenario: Scenario) -> None:
+        """Without an explicit file, switch to the shipped policy trained on `scenario`, if any."""
+        specific = default_policy_path(f"{self.name}-{scenario.name}.onnx")
+        if not self.explicit and specific.is_file() and specific != self.path:
+            self._load(specific)
 
     def _check_metadata(self) -> None:
         schema = self.metadata.get("feature_schema_version")
@@ -111,10 +127,10 @@ class OnnxPolicy:
 
 
 def factory(algo: str) -> Callable[..., OnnxPolicy]:
-    """Registry factory for `algo[:PATH]`: PATH, or the shipped `<algo>-default.onnx`."""
+    """Registry factory for `algo[:PATH]`: PATH, or the shipped file (see OnnxPolicy)."""
 
     def make(path: str = "") -> OnnxPolicy:
-        return OnnxPolicy(path or default_policy_path(f"{algo}-default.onnx"), name=algo)
+        return OnnxPolicy(path or None, name=algo)
 
     return make
 
