@@ -1,9 +1,11 @@
 """Rollout planner: try each choice of the action layout, play the rest out with base heuristics
 in what-if simulators, keep the choice whose continuations cost least.
 
-This is policy rollout (one step of policy iteration on a model, Bertsekas): on the futures it
-plays out, the planner does at least as well as the best of its base heuristics, because each
-base's own choice is among the ones it scores. It sees what every policy sees, the snapshot;
+This is policy rollout (one step of policy iteration on a model, Bertsekas): each base's own
+next choice is among those it scores (when the action layout can express it), so on the futures
+it plays out it starts from at least as good a plan as the best base, and it usually ends ahead
+(a test checks it on a batch; not a guarantee, the bases are not sequentially consistent). It
+sees what every policy sees, the snapshot;
 when it knows the scenario (`use_scenario`, which the bench and the trainer call) it also
 samples `samples` guesses of the next `horizon_s` seconds of arrivals from the scenario's
 arrival process and task mix, never the real ones. It is far too slow for the operator's
@@ -36,7 +38,7 @@ MISS_PENALTY_S = 30.0  # a missed SLO costs as much as this much extra response 
 
 class Rollout:
     """`rollout[:BASE+BASE...][/horizon=S][/samples=M][/miss=S]`, e.g. `rollout:eft+spt/horizon=20`
-    (`/`, because `--policies` is comma-separated)."""
+    (`/`, because `--policies` is comma-separated; so a base cannot be an `eat:PATH` with a slash)."""
 
     name = "rollout"
 
@@ -52,6 +54,8 @@ class Rollout:
     def use_scenario(self, scenario: Scenario) -> None:
         """Plan with guesses of future arrivals drawn from this scenario's workload model."""
         self.scenario = scenario
+        for base in self.bases:
+            policies.bind(base, scenario)
 
     def reset(self, seed: int) -> None:
         self.rng = random.Random(seed ^ 0x9E3779B9)  # not the episode's own stream
