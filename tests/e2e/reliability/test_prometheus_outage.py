@@ -20,6 +20,8 @@ WAVE = int_env("AIGC_REL_PROM_WAVE", 40)
 OUTAGE_S = float_env("AIGC_REL_PROM_OUTAGE_S", 20.0)
 FALLBACK = "aigc_scheduler_fallback_decisions_total"
 SOURCE_UP = "aigc_scheduler_metrics_source_up"
+NODE_AGE = "aigc_scheduler_node_metrics_age_seconds"
+FRESH_S = 5.0  # well inside the operator's 30 s TTL
 
 
 def test_prometheus_outage(rel_cluster: LocalCluster, tmp_path: Path) -> None:
@@ -36,6 +38,13 @@ def test_prometheus_outage(rel_cluster: LocalCluster, tmp_path: Path) -> None:
             def wave(tag: str) -> dict[str, dict]:
                 names = sc.tasks.create(burst_docs(f"prom-{tag}", sc.namespace, WAVE))
                 return sc.tasks.wait_terminal(names, timeout=120)
+
+            def newest_sample_ages() -> list[float]:
+                text = sc.stack.operator_metrics()
+                names = [f"edge-{i}" for i in range(rel_cluster.info.nodes)]
+                if not all(f'{NODE_AGE}{{node="{n}"}}' in text for n in names):
+                    return []
+                return [metric_value(text, NODE_AGE, node=n) for n in names]
 
             def metrics_conditions(bodies: dict[str, dict]) -> dict[str, int]:
                 out: dict[str, int] = {}
@@ -64,8 +73,10 @@ def test_prometheus_outage(rel_cluster: LocalCluster, tmp_path: Path) -> None:
             recovered = time.monotonic()
             wait_for(lambda: op_metric(SOURCE_UP) == 1.0, 60, "metrics_source_up back to 1")
             recovery_s = time.monotonic() - recovered
-            # fresh again once Prometheus has scraped the exporter after its restart
-            time.sleep(3)
+            # fresh again once Prometheus has scraped the exporter after its restart (a fixed 3 s
+            # was too short on a loaded machine: the whole "after" wave came out MetricsStale)
+            wait_for(lambda: newest_sample_ages() and max(newest_sample_ages()) < FRESH_S, 60,
+                     f"every node's GPU sample younger than {FRESH_S:.0f} s after the restart")
             after = wave("after")
             fallback_2 = op_metric(FALLBACK)
 
