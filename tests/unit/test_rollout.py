@@ -96,5 +96,6 @@ def test_the_scenario_reaches_a_planner_and_its_options_are_parsed():
     assert [b.name for b in planner.bases] == ["eft", "spt"]
     assert (planner.horizon_s, planner.samples, planner.miss_penalty_s) == (12.0, 3, 5.0)
     assert policies.make("rollout").scenario is None  # no model of the future: plans the queue only
+    assert [b.name for b in policies.make("rollout:samples=4").bases] == ["warm-first", "eat-greedy"]
     with pytest.raises(ValueError, match="samples=0 is out of range"):
         policies.make("rollout:eft/samples=0")

@@ -37,8 +37,9 @@ MISS_PENALTY_S = 30.0  # a missed SLO costs as much as this much extra response 
 
 
 class Rollout:
-    """`rollout[:BASE+BASE...][/horizon=S][/samples=M][/miss=S]`, e.g. `rollout:eft+spt/horizon=20`
-    (`/`, because `--policies` is comma-separated; so a base cannot be an `eat:PATH` with a slash)."""
+    """`rollout[:OPTIONS]`, OPTIONS `/`-separated: BASE+BASE... and horizon=S, samples=M, miss=S,
+    e.g. `rollout:eft+spt/horizon=20` or `rollout:samples=16` (`/`, because `--policies` is
+    comma-separated; so a base cannot be an `eat:PATH` with a slash)."""
 
     name = "rollout"
 
