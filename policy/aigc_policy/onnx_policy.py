@@ -55,7 +55,9 @@ class OnnxPolicy:
     """Scheduler protocol over an exported policy (arg-max of the masked logits).
 
     Without a path it runs the shipped `<name>-default.onnx`, or, once `use_scenario` names a
-    scenario with its own shipped file (`<name>-<scenario>.onnx`), that one.
+    scenario with its own shipped file (`<name>-<scenario>.onnx`), that one. A shipped file is
+    opened by `reset` (or first use), so binding a scenario right after construction loads one
+    file, not two; an explicit path is opened at once, so a bad file fails where it is named.
     """
 
     def __init__(
@@ -70,10 +72,25 @@ class OnnxPolicy:
         self.providers = resolve_providers(providers)
         self.threads = threads
         self.encoder = Encoder()
-        self._load(Path(path) if path else default_policy_path(f"{name}-default.onnx"))
+        self.path = Path(path) if path else default_policy_path(f"{name}-default.onnx")
+        self._session: ort.InferenceSession | None = None
+        self._metadata: dict[str, str] = {}
+        if self.explicit or not self.path.is_file():
+            self._open()
 
-    def _load(self, path: Path) -> None:
-        self.path = path
+    @property
+    def session(self) -> ort.InferenceSession:
+        if self._session is None:
+            self._open()
+        assert self._session is not None
+        return self._session
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        self.session  # noqa: B018 - opens the file on first use
+        return self._metadata
+
+    def _open(self) -> None:
         if not self.path.is_file():
             raise PolicyFileError(f"no policy file at {self.path}")
         options = ort.SessionOptions()
@@ -83,28 +100,29 @@ class OnnxPolicy:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+            session = ort.InferenceSession(str(self.path), options, providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own classes for a corrupt or non-ONNX file
             raise PolicyFileError(f"{self.path}: not a loadable ONNX policy ({str(exc).splitlines()[0][:200]})") from None
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._metadata = dict(session.get_modelmeta().custom_metadata_map)
         self._check_metadata()
+        self._session = session
 
     def use_scenario(self, scenario: Scenario) -> None:
         """Without an explicit file, switch to the shipped policy trained on `scenario`, if any."""
         specific = default_policy_path(f"{self.name}-{scenario.name}.onnx")
         if not self.explicit and specific.is_file() and specific != self.path:
-            self._load(specific)
+            self.path, self._session = specific, None
 
     def _check_metadata(self) -> None:
-        schema = self.metadata.get("feature_schema_version")
+        schema = self._metadata.get("feature_schema_version")
         if schema != str(FEATURE_SCHEMA_VERSION):
             raise PolicyFileError(f"{self.path}: feature schema {schema}, this package encodes {FEATURE_SCHEMA_VERSION}")
-        layout = self.metadata.get("action_layout")
+        layout = self._metadata.get("action_layout")
         if layout != ACTION_LAYOUT:
             raise PolicyFileError(f"{self.path}: action layout {layout!r}, this package decodes {ACTION_LAYOUT!r}")
 
     def reset(self, seed: int) -> None:
-        return None
+        self.session  # noqa: B018 - a broken shipped file fails here, before the first decision
 
     def logits(self, state: EncodedState) -> tuple[np.ndarray, np.ndarray]:
         """Masked action logits [A] and steps logits [Q, S] of one state."""

@@ -108,6 +108,22 @@ def test_shipped_eat_reference_policy_cuts_eat_greedys_response_at_the_top_rate(
     assert eat < 0.7 * greedy and eat_quality >= greedy_quality
 
 
+def test_a_corrupt_shipped_file_fails_at_reset_so_bench_and_operator_refuse_it_up_front(tmp_path, monkeypatch, capsys):
+    import aigc_policy.onnx_policy as onnx_policy
+    from aigc_operator.policy_loader import load_policies
+    from aigc_policy.cli import main
+
+    (tmp_path / "eat-default.onnx").write_bytes(b"not onnx")
+    monkeypatch.setattr(onnx_policy, "default_policy_path", lambda name=onnx_policy.DEFAULT_ARTIFACT: tmp_path / name)
+    policy = policies.make("eat")  # opened lazily, so a scenario bound next costs one load
+    with pytest.raises(PolicyFileError, match="not a loadable ONNX policy"):
+        policy.reset(0)
+    loaded = load_policies("eat", "eft")
+    assert loaded.primary is None and "not a loadable ONNX policy" in loaded.error
+    assert main(["bench", "--policies", "eat", "--episodes", "1", "--out", str(tmp_path / "b")]) == 2
+    assert "not a loadable ONNX policy" in capsys.readouterr().err
+
+
 def test_eat_path_spec_loads_another_file(exported):
     _, path = exported
     assert policies.make(f"eat:{path}").path == path

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--policies is empty")
     for spec in specs:
         try:
-            policies.make(spec)
+            policies.make(spec).reset(0)  # reset: a shipped ONNX file is opened (and checked) there
         except policies.UnknownPolicy as exc:
             raise UsageError(str(exc)) from None
         except ValueError as exc:  # a bad argument: spt:W, rollout options, eat:PATH's file
