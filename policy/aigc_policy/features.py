@@ -114,26 +114,41 @@ class EncodedState:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class _Shape:
-    """What the encoder needs of one task shape (model, size, steps, floor, gangs, work, transfer)
-    that does not change while the task waits: the static task fields, the steps mask, and the
-    numbers the per-class look-ups are scaled by. Cached across decisions (a task waits through
-    many, and shapes repeat); everything per node is vectorised in Encoder.encode.
+class _ShapeRows:
+    """What the encoder needs of each task shape (model, size, steps, floor, gangs, work, transfer)
+    that does not change while the task waits, one float row per shape: the static task fields
+    (NaN where filled per decision), gang sizes allowed, steps mask, the numbers the per-class
+    look-ups are scaled by, model VRAM, class-table id and model id. Cached across decisions (a
+    task waits through many, and shapes repeat) and gathered with one fancy index per decision.
     """
 
-    __slots__ = ("model", "vram", "static", "steps_mask", "allowed", "kid", "nums")
+    STATIC, ALLOWED = slice(0, TASK_FEATURES), slice(TASK_FEATURES, TASK_FEATURES + N_GANG)
+    STEPS = slice(ALLOWED.stop, ALLOWED.stop + STEP_BUCKETS)
+    SCALE, IN_MBIT, OUT_MBIT, VRAM, KID, MODEL = range(STEPS.stop, STEPS.stop + 6)
+    WIDTH = MODEL + 1
 
-    def __init__(self, snap: ClusterSnapshot, t: TaskSpec, kid: int, tables: _ClassTables) -> None:
+    def __init__(self) -> None:
+        self.ids: dict[tuple, int] = {}
+        self.rows = np.empty((64, self.WIDTH))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, key: tuple, row: list[float]) -> int:
+        hit = self.ids[key] = len(self.ids)
+        if hit == len(self.rows):
+            self.rows = np.concatenate([self.rows, np.empty_like(self.rows)])
+        self.rows[hit] = row
+        return hit
+
+    @staticmethod
+    def row(snap: ClusterSnapshot, t: TaskSpec, kid: int, model: int, tables: _ClassTables) -> list[float]:
         perf = snap.perf
         floor = min_acceptable_steps(perf, t)
         allowed = allowed_gang_sizes(snap, t)
-        self.model = t.model
-        self.kid = kid
-        self.vram = tables.model_vram(t.model)
         flags = [float(k in allowed) for k in GANG_SIZES]
-        self.allowed = np.array(flags, dtype=bool)
-        # the fields of TASK_FIELDS that do not change while the task waits (NaN: filled per decision)
-        self.static = np.array([
+        vram = tables.model_vram(t.model)
+        static = [
             math.nan,
             math.log2(t.width * t.height / 512**2) / 2.0,
             floor / STEPS_SCALE,
@@ -147,24 +162,25 @@ class _Shape:
             math.tanh(t.priority / 2.0),
             math.nan,
             math.nan,
-            self.vram / VRAM_SCALE_GB,
+            vram / VRAM_SCALE_GB,
             tables.quality(t.model, t.max_steps),
             tables.quality(t.model, floor),
             math.nan,
             math.log(t.work_scale),
             math.log1p((t.input_mbit + t.output_mbit) / 100.0),
-        ])
+        ]
         steps = bucket_steps(perf, t)
-        self.steps_mask = np.array([s not in steps[:b] for b, s in enumerate(steps)])
+        steps_mask = [float(s not in steps[:b]) for b, s in enumerate(steps)]
         shipped = t.input_mbit > 0.0 or t.output_mbit > 0.0
         # service = floor * work * seconds per step; transfers (only if the task ships anything)
-        self.nums = (floor * t.work_scale, t.input_mbit if shipped else 0.0, t.output_mbit if shipped else 0.0)
+        nums = [floor * t.work_scale, t.input_mbit if shipped else 0.0, t.output_mbit if shipped else 0.0]
+        return [*static, *flags, *steps_mask, *nums, vram, kid, model]
 
 
 class _ClassTables:
     """PerfModel look-ups per (distinct classes, model, size), stacked over the (model, size)
-    combinations seen so far: supported [K, C, G], seconds per step [K, C, G] (0 where
-    unsupported), cold load [K, C, G], link rate [K, C] (inf: transfers are free)."""
+    combinations seen so far: [K, C, G, 3] of (supported, seconds per step (0 where unsupported),
+    cold load), and link rate [K, C] (inf: transfers are free)."""
 
     def __init__(self, perf: PerfModel) -> None:
         self.perf = perf
@@ -172,7 +188,11 @@ class _ClassTables:
         self._rows: dict[tuple[str, ...], list[tuple[np.ndarray, ...]]] = {}
         self._stacked: dict[tuple[str, ...], tuple[np.ndarray, ...]] = {}
         self._quality: dict[tuple[str, int], float] = {}
-        self._vram: dict[str, float] = {}
+        self.vram_cache: dict[str, float] = {}
+        self.model_ids: dict[str, int] = {}
+
+    def model_id(self, model: str) -> int:
+        return self.model_ids.setdefault(model, len(self.model_ids))
 
     def kid(self, classes: tuple[str, ...], model: str, w: int, h: int) -> int:
         key = (classes, model, w, h)
@@ -188,7 +208,7 @@ class _ClassTables:
             rate = np.array([np.inf if r is None else r for r in rates], dtype=np.float64)
             rows = self._rows.setdefault(classes, [])
             hit = self._ids[key] = len(rows)
-            rows.append((sup, step, load, rate))
+            rows.append((np.stack([sup, step, load], -1), rate))
             self._stacked.pop(classes, None)
         return hit
 
@@ -205,9 +225,9 @@ class _ClassTables:
         return q
 
     def model_vram(self, model: str) -> float:
-        v = self._vram.get(model)
+        v = self.vram_cache.get(model)
         if v is None:
-            v = self._vram[model] = float(self.perf.model_vram_gb(model))
+            v = self.vram_cache[model] = float(self.perf.model_vram_gb(model))
         return v
 
 
@@ -227,17 +247,17 @@ class Encoder:
 
     def __init__(self, max_queue: int = MAX_QUEUE) -> None:
         self.max_queue = max_queue
-        self._shapes: dict[tuple, _Shape] = {}
+        self._shapes = _ShapeRows()
         self._classes: dict[tuple[str, ...], tuple[tuple[str, ...], np.ndarray, np.ndarray]] = {}
         self._tables: _ClassTables | None = None
 
     def _reset_if_new_perf(self, perf: PerfModel) -> _ClassTables:
         if self._tables is None or self._tables.perf is not perf:
             self._tables = _ClassTables(perf)
-            self._shapes.clear()
+            self._shapes = _ShapeRows()
             self._classes.clear()
         elif len(self._shapes) > self.MAX_SHAPES:
-            self._shapes.clear()
+            self._shapes = _ShapeRows()
         return self._tables
 
     def _class_index(self, snap: ClusterSnapshot, names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
@@ -250,6 +270,70 @@ class Encoder:
             hit = self._classes[names] = (distinct, np.array([where[c] for c in names], dtype=np.intp), vram)
         return hit
 
+    def _shape_rows(self, snap: ClusterSnapshot, tasks: list[TaskSpec], distinct: tuple[str, ...]) -> np.ndarray:
+        """[Q, _ShapeRows.WIDTH] rows of the visible tasks (a copy: safe to fill in)."""
+        tables, shapes = self._tables, self._shapes
+        assert tables is not None
+        ids = []
+        for t in tasks:
+            key = (distinct, *_shape_key(snap, t))
+            hit = shapes.ids.get(key)
+            if hit is None:
+                kid = tables.kid(distinct, t.model, t.width, t.height)
+                hit = shapes.add(key, _ShapeRows.row(snap, t, kid, tables.model_id(t.model), tables))
+            ids.append(hit)
+        return shapes.rows[ids]
+
+    def _residency(self, snap: ClusterSnapshot, n_models: int) -> tuple[np.ndarray, ...]:
+        """One pass over nodes and residents: VRAM used [N], residents [N], largest group [N],
+        and per model id (queue models only) resident [M, N], warm alone [M, N], warm k-group
+        anchored here [M, N, G]."""
+        nodes, n = snap.nodes, len(snap.nodes)
+        tables = self._tables
+        assert tables is not None
+        exact = snap.perf.reuse == "exact-group"
+        vram_of, vram_cache, ids = tables.model_vram, tables.vram_cache, tables.model_ids
+        used, n_res, largest = [0.0] * n, [0] * n, [0] * n
+        res_at: list[int] = []  # flat indices into [M, N]
+        alone_at: list[int] = []
+        group_at: list[int] = []  # flat indices into [M, N, G]
+        index: dict[str, int] | None = None
+        for j, nd in enumerate(nodes):
+            residents = nd.resident
+            if not residents:
+                continue
+            n_res[j] = len(residents)
+            total, big = 0.0, 0
+            for r in residents:
+                model, group = r.model, r.group
+                vram = vram_cache.get(model)
+                total += vram if vram is not None else vram_of(model)
+                size = len(group)
+                big = max(big, size)
+                m = ids.get(model)
+                if m is None or m >= n_models:
+                    continue
+                at = m * n + j
+                res_at.append(at)
+                alone = size == 1 and group[0] == nd.name
+                if exact and alone:
+                    alone_at.append(at)
+                if size in _GANG_INDEX:
+                    if not alone and index is None:
+                        index = {other.name: i for i, other in enumerate(nodes)}
+                    if alone or all(name in index for name in group):  # type: ignore[operator]
+                        group_at.append(at * N_GANG + _GANG_INDEX[size])
+            used[j], largest[j] = total, big
+        resident = np.zeros((n_models, n), bool)
+        resident.flat[res_at] = True
+        warm1 = resident
+        if exact:
+            warm1 = np.zeros((n_models, n), bool)
+            warm1.flat[alone_at] = True
+        groups = np.zeros((n_models, n, N_GANG), bool)
+        groups.flat[group_at] = True
+        return np.array(used), np.array(n_res, np.float64), np.array(largest, np.float64), resident, warm1, groups
+
     def encode(self, snap: ClusterSnapshot) -> EncodedState:
         nodes = snap.nodes
         n = len(nodes)
@@ -261,42 +345,12 @@ class Encoder:
         tasks = list(snap.queue[: self.max_queue])
         q = len(tasks)
         distinct, cidx, class_vram = self._class_index(snap, tuple(nd.gpu_class for nd in nodes))
-        shapes = []
-        for t in tasks:
-            key = (distinct, *_shape_key(snap, t))
-            sh = self._shapes.get(key)
-            if sh is None:
-                sh = self._shapes[key] = _Shape(snap, t, tables.kid(distinct, t.model, t.width, t.height), tables)
-            shapes.append(sh)
-        # ---- nodes: one pass over nodes and residents
+        rows = self._shape_rows(snap, tasks, distinct)
+        used, n_res, largest, res_m, warm1_m, grp_m = self._residency(snap, len(tables.model_ids))
+        # ---- nodes
         up = np.fromiter((nd.up for nd in nodes), bool, n)
         free_at = np.fromiter((nd.free_at for nd in nodes), np.float64, n)
         start = np.maximum(now, free_at)
-        exact = perf.reuse == "exact-group"
-        index = {nd.name: j for j, nd in enumerate(nodes)}
-        used = np.zeros(n)
-        n_res = np.zeros(n)
-        largest = np.zeros(n)
-        models = {sh.model for sh in shapes}
-        res_m = {m: np.zeros(n, bool) for m in models}
-        warm1_m = {m: np.zeros(n, bool) for m in models} if exact else res_m
-        grp_m = {m: np.zeros((n, N_GANG), bool) for m in models}
-        for j, nd in enumerate(nodes):
-            residents = nd.resident
-            if not residents:
-                continue
-            n_res[j] = len(residents)
-            for r in residents:
-                used[j] += tables.model_vram(r.model)
-                size = len(r.group)
-                if size > largest[j]:
-                    largest[j] = size
-                if r.model in res_m:
-                    res_m[r.model][j] = True
-                    if exact and r.group == (nd.name,):
-                        warm1_m[r.model][j] = True
-                    if size in GANG_SIZES and all(name in index for name in r.group):
-                        grp_m[r.model][j, GANG_SIZES.index(size)] = True
         vram = class_vram[cidx]
         nodes_out = np.empty((n, NODE_FEATURES), dtype=np.float64)
         nodes_out[:, 0] = up
@@ -307,7 +361,6 @@ class Encoder:
         nodes_out[:, 5] = n_res / 4.0
         nodes_out[:, 6] = largest / max(GANG_SIZES)
         nodes_out[:, 7] = np.log1p(np.fromiter((nd.inflight for nd in nodes), np.float64, n))
-        overflow = float(np.log1p(max(0, len(snap.queue) - q) / MAX_QUEUE))
         if q == 0:
             nodes_out[:, 8:] = 0.0
             return EncodedState(
@@ -317,65 +370,69 @@ class Encoder:
                 action_mask=np.array([snap.has_future_events]),
                 steps_mask=np.zeros((0, STEP_BUCKETS), bool),
             )
-        # ---- per task [Q, ...] from the shape tables, gathered to nodes [Q, N, ...]
-        resident = np.stack([res_m[sh.model] for sh in shapes])  # [Q, N]
-        warm1 = np.stack([warm1_m[sh.model] for sh in shapes])
-        groups = np.stack([grp_m[sh.model] for sh in shapes])  # [Q, N, G]
-        sup_k, step_k, load_k, rate_k = tables.stacked(distinct)
-        kids = np.fromiter((sh.kid for sh in shapes), np.intp, q)[:, None]
-        sup, step, load, rate = sup_k[kids, cidx], step_k[kids, cidx], load_k[kids, cidx], rate_k[kids, cidx]
-        scale, in_mbit, out_mbit = np.array([sh.nums for sh in shapes]).T[:, :, None]  # [Q, 1] each
+        # ---- per task [Q, ...] from the shape rows, gathered to nodes [Q, N, ...]
+        model = rows[:, _ShapeRows.MODEL].astype(np.intp)
+        resident, warm1, groups = res_m[model], warm1_m[model], grp_m[model]  # [Q, N], [Q, N], [Q, N, G]
+        per_class, rate_k = tables.stacked(distinct)
+        kids = rows[:, _ShapeRows.KID].astype(np.intp)[:, None]
+        looked_up, rate = per_class[kids, cidx], rate_k[kids, cidx]  # [Q, N, G, 3], [Q, N]
+        sup, step, load = looked_up[..., 0] > 0.5, looked_up[..., 1], looked_up[..., 2]
+        scale, in_mbit, out_mbit = (rows[:, c, None] for c in (_ShapeRows.SCALE, _ShapeRows.IN_MBIT, _ShapeRows.OUT_MBIT))
         svc = scale[:, :, None] * step  # warm k-gang service [Q, N, G] (0 where unsupported)
         # k = 1 as placement.estimate prices it: service, + load if cold, + transfer
         s1, load1 = svc[:, :, 0], load[:, :, 0]
         tr_local = out_mbit / rate
         tr_remote = in_mbit / rate + tr_local
+        index = {nd.name: j for j, nd in enumerate(nodes)} if any(t.origin is not None for t in tasks) else {}
         origins = np.fromiter((index.get(t.origin, -2) if t.origin is not None else -1 for t in tasks), np.intp, q)
         local = (origins[:, None] == -1) | (origins[:, None] == np.arange(n))
-        allowed = np.stack([sh.allowed for sh in shapes])  # [Q, G]
-        model_vram = np.fromiter((sh.vram for sh in shapes), np.float64, q)
+        allowed = rows[:, _ShapeRows.ALLOWED] > 0.5  # [Q, G]
+        model_vram = rows[:, _ShapeRows.VRAM]
         arrival = np.fromiter((t.arrival_s for t in tasks), np.float64, q)
-        deadline = np.fromiter((np.nan if t.deadline_s is None else t.deadline_s for t in tasks), np.float64, q)
-        has_deadline = ~np.isnan(deadline)
-        due = np.where(has_deadline, arrival + np.nan_to_num(deadline), 0.0)
+        has_deadline = np.fromiter((t.deadline_s is not None for t in tasks), bool, q)
+        due = np.fromiter((t.arrival_s + (t.deadline_s or 0.0) for t in tasks), np.float64, q)  # read where has_deadline
 
         sup1 = sup[:, :, 0]
         service1 = np.where(sup1, s1 + np.where(warm1, 0.0, load1) + np.where(local, tr_local, tr_remote), 0.0)
         can1 = up & sup1  # [Q, N]
         eligible = up[None, :, None] & sup
-        valid = eligible & allowed[:, None, :] & (eligible.sum(1) >= np.array(GANG_SIZES))[:, None, :]
-        if exact:
+        fits = up.astype(np.float64) @ looked_up[..., 0] >= _GANG_SIZES  # enough eligible nodes [Q, G]
+        valid = eligible & (allowed & fits)[:, None, :]
+        if perf.reuse == "exact-group":
             warm = np.concatenate([warm1[:, :, None], groups[:, :, 1:]], 2)
         else:
-            warm = np.concatenate([warm1[:, :, None], np.repeat(resident[:, :, None], N_GANG - 1, 2)], 2)
+            warm = np.repeat(resident[:, :, None], N_GANG, 2)
         service = np.where(valid, svc + np.where(warm, 0.0, load), 0.0)
         finish = start + service1
         slack_after = np.where(has_deadline[:, None], _signed_tlog(due[:, None] - finish), 0.0) * can1
         tl_service1 = _tlog(service1)
 
+        # fields 0-7 do not depend on the gang size: built at [Q, N], then broadcast once
+        per_pair = np.empty((q, n, _PER_PAIR), dtype=np.float32)
+        per_pair[..., 0] = resident
+        per_pair[..., 1] = warm1
+        per_pair[..., 2] = can1
+        per_pair[..., 3] = _tlog(start - now)[None, :]
+        per_pair[..., 4] = tl_service1 * can1
+        per_pair[..., 5] = _tlog(finish - now) * can1
+        per_pair[..., 6] = slack_after
+        per_pair[..., 7] = resident | ((vram - used)[None, :] >= model_vram[:, None])
         pairs = np.empty((q, n, N_GANG, PAIR_FEATURES), dtype=np.float32)
-        pairs[..., 0] = resident[:, :, None]
-        pairs[..., 1] = warm1[:, :, None]
-        pairs[..., 2] = can1[:, :, None]
-        pairs[..., 3] = _tlog(start - now)[None, :, None]
-        pairs[..., 4] = (tl_service1 * can1)[:, :, None]
-        pairs[..., 5] = (_tlog(finish - now) * can1)[:, :, None]
-        pairs[..., 6] = slack_after[:, :, None]
-        pairs[..., 7] = (resident | ((vram - used)[None, :] >= model_vram[:, None]))[:, :, None]
-        pairs[..., 8] = np.array(GANG_SIZES) / max(GANG_SIZES)
+        pairs[..., :_PER_PAIR] = per_pair[:, :, None, :]
+        pairs[..., 8] = _GANG_SIZES / max(GANG_SIZES)
         pairs[..., 9] = valid
         pairs[..., 10] = groups
         pairs[..., 11] = _tlog(service) * valid
 
         cnt = can1.sum(0)
         nodes_out[:, 8] = np.where(cnt > 0, (tl_service1 * can1).sum(0) / np.maximum(cnt, 1), 0.0)
-        nodes_out[:, 9] = resident.mean(0)
+        nodes_out[:, 9] = resident.sum(0) / q
 
-        tasks_out = np.stack([sh.static for sh in shapes])
+        tasks_out = rows[:, _ShapeRows.STATIC]
         tasks_out[:, 0] = _tlog(now - arrival)
         tasks_out[:, 6] = np.where(has_deadline, _signed_tlog(due - now), 0.0)
         tasks_out[:, _QPOS] = np.arange(q) / MAX_QUEUE
-        tasks_out[:, _QPOS + 1] = overflow
+        tasks_out[:, _QPOS + 1] = float(np.log1p(max(0, len(snap.queue) - q) / MAX_QUEUE))
         tasks_out[:, _RESFRAC] = resident.sum(1) / n
 
         action_mask = np.empty(1 + valid.size, dtype=bool)
@@ -386,9 +443,12 @@ class Encoder:
             nodes=nodes_out.astype(np.float32),
             pairs=pairs,
             action_mask=action_mask,
-            steps_mask=np.stack([sh.steps_mask for sh in shapes]),
+            steps_mask=rows[:, _ShapeRows.STEPS] > 0.5,
         )
 
 
+_PER_PAIR = PAIR_FIELDS.index("gang_size")
+_GANG_SIZES = np.array(GANG_SIZES)
+_GANG_INDEX = {k: g for g, k in enumerate(GANG_SIZES)}
 _QPOS = TASK_FIELDS.index("queue_position")
 _RESFRAC = TASK_FIELDS.index("model_resident_fraction")
