@@ -36,6 +36,33 @@ def test_torch_and_onnx_runtime_agree_on_1000_states(exported):
     assert disagree == 0
 
 
+@pytest.mark.parametrize("variant", ["first-architecture", "dsac", "sac"])
+def test_every_network_variant_exports_to_a_graph_that_computes_what_was_trained(variant, tmp_path):
+    """The exported graph folds weights and drops padding (rl/inference.py); these variants take its
+    other branches: a second per-action layer and a 16-wide 6-step chain (the NetConfig defaults of
+    the first shipped policy), no attention, no chain."""
+    from aigc_policy.rl.networks import NetConfig
+
+    torch.manual_seed(1)
+    net = AgentNet(NetConfig() if variant == "first-architecture" else ALGOS[variant]).eval()
+    path = tmp_path / "policy.onnx"
+    export_onnx(net, sample_states("edge-hetero", ((5, 3),), 1, seed=9)[0], path, METADATA)
+    worst, disagree = max_abs_diff(net, OnnxPolicy(path), sample_states("eat-reference", SIZES, 40, seed=3))
+    assert worst < 1e-4
+    assert disagree == 0
+
+
+def test_the_exported_graph_has_no_per_token_shape_arithmetic(exported):
+    """A padded, batched graph spends a Shape/Gather/Concat chain on every reshape; the exported
+    one reshapes with constants, so its node count stays small (the first export had 326)."""
+    import onnx
+
+    _, path = exported
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert ops.count("Shape") <= 1, ops.count("Shape")  # the queue length, for the final reordering
+    assert len(ops) < 250, len(ops)
+
+
 def test_file_refuses_another_schema(exported, tmp_path):
     net, _ = exported
     path = tmp_path / "old.onnx"
@@ -141,3 +168,4 @@ def test_bench_with_a_missing_or_corrupt_policy_file_is_a_one_line_error(tmp_pat
     assert err.startswith("aigc-edge bench: error:") and str(path) in err and "\n" not in err
     with pytest.raises(PolicyFileError):
         OnnxPolicy(path)
+

@@ -1,9 +1,10 @@
 """`aigc-edge export`: a training checkpoint -> an ONNX policy for onnx_policy.OnnxPolicy.
 
-The graph is InferencePolicy (one state, zero chain noise, masks applied) with dynamic queue,
-node and action axes. The export is checked by running the file through ONNX Runtime at several
-cluster sizes against torch before it is written, because an exporter can bake a trace-time
-shape into a reshape and still produce a file that loads.
+The graph is rl.inference.InferencePolicy (one state, zero chain noise, masks applied, weights
+folded) with dynamic queue, node and action axes. The export is checked by running the file
+through ONNX Runtime at several cluster sizes against the training network (AgentNet.policy)
+before it is written, because an exporter can bake a trace-time shape into a reshape and still
+produce a file that loads, and the folded graph must compute what was trained.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from aigc_policy.cli import UsageError
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, MAX_QUEUE, EncodedState, Encoder
 from aigc_policy.onnx_policy import INPUTS, OnnxPolicy
 from aigc_policy.placement import STEP_BUCKETS
-from aigc_policy.rl.networks import AgentNet, InferencePolicy
+from aigc_policy.rl.inference import InferencePolicy
+from aigc_policy.rl.networks import AgentNet
 from aigc_policy.rl.train import git_commit, load_checkpoint
 from aigc_policy.scenario import load_scenario
 from aigc_policy.snapshot import GANG_SIZES
@@ -81,15 +83,16 @@ def max_abs_diff(net: AgentNet, policy: OnnxPolicy, states: list[EncodedState]) 
     exceeds 1 (float32 cannot resolve 1e-4 on a logit of 500), and how many states chose a
     different action.
 
-    Torch runs states of equal size as one unpadded batch; ORT runs each state alone, as the
-    scheduler does.
+    Torch runs the training network's deterministic path (AgentNet.policy) on states of equal
+    size as one unpadded batch; ORT runs each state alone, as the scheduler does.
     """
-    model = InferencePolicy(net).eval()
     worst, disagree = 0.0, 0
     for group in _same_size_chunks(states, 64):
+        batch = {name: torch.from_numpy(np.stack([getattr(s, name) for s in group])) for name in INPUTS}
+        batch["task_mask"] = torch.ones(batch["tasks"].shape[:2], dtype=torch.bool)
+        batch["node_mask"] = torch.ones(batch["nodes"].shape[:2], dtype=torch.bool)
         with torch.no_grad():
-            stacked = [torch.from_numpy(np.stack([getattr(s, name) for s in group])) for name in INPUTS]
-            t_logits, t_steps = (x.numpy() for x in model(*stacked))
+            t_logits, t_steps = (x.numpy() for x in net.eval().policy(batch))
         for b, state in enumerate(group):
             o_logits, o_steps = policy.logits(state)
             for t, o, mask in ((t_logits[b], o_logits, state.action_mask), (t_steps[b], o_steps, state.steps_mask)):

@@ -229,30 +229,3 @@ class AgentNet(nn.Module):
         if chain is None:
             return None
         return torch.randn(chain.steps, *batch["action_mask"].shape)
-
-
-class InferencePolicy(nn.Module):
-    """The exported graph: one unpadded state, deterministic chain (zero noise)."""
-
-    def __init__(self, net: AgentNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(
-        self,
-        tasks: torch.Tensor,
-        nodes: torch.Tensor,
-        pairs: torch.Tensor,
-        action_mask: torch.Tensor,
-        steps_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = {
-            "tasks": tasks,
-            "nodes": nodes,
-            "pairs": pairs,
-            "task_mask": torch.ones_like(tasks[..., 0], dtype=torch.bool),
-            "node_mask": torch.ones_like(nodes[..., 0], dtype=torch.bool),
-            "action_mask": action_mask,
-            "steps_mask": steps_mask,
-        }
-        return self.net.policy(batch)
