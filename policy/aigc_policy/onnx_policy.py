@@ -136,7 +136,11 @@ class OnnxPolicy:
         state = self.encoder.encode(snap)
         if not state.action_mask.any():
             return None
-        logits, steps = self.logits(state)
+        return self.choose(snap, state, *self.logits(state))
+
+    @staticmethod
+    def choose(snap: ClusterSnapshot, state: EncodedState, logits: np.ndarray, steps: np.ndarray) -> Placement | None:
+        """The arg-max placement of a state's logits (None: wait)."""
         action = int(np.argmax(logits))
         if action == WAIT:
             return None

@@ -169,3 +169,30 @@ def test_bench_with_a_missing_or_corrupt_policy_file_is_a_one_line_error(tmp_pat
     with pytest.raises(PolicyFileError):
         OnnxPolicy(path)
 
+
+def test_policy_latency_prints_end_to_end_and_per_stage_percentiles(capsys):
+    import json
+
+    from aigc_policy.cli import main
+
+    assert main(["policy-latency", "--nodes", "3", "--queue", "4", "--decisions", "1000", "--new-tasks", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["decisions"] == 1000 and report["new_tasks"] == 2 and report["policy"].endswith("eat-default.onnx")
+    assert report["providers"] == ["CPUExecutionProvider"]
+    for stage in ("", "encode_", "onnx_", "decode_"):
+        assert 0 < report[f"{stage}p50_ms"] <= report[f"{stage}p99_ms"], stage
+    stage_p50 = sum(report[f"{s}_p50_ms"] for s in ("encode", "onnx", "decode"))
+    assert 0.5 * stage_p50 <= report["p50_ms"] <= 2 * stage_p50  # the total is the sum of the stages
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--new-tasks", "5"], "--new-tasks must be in 1..--queue"),
+    (["--nodes", "65"], "--nodes must be in 2..64"),
+    (["--decisions", "10"], "at least 1000"),
+])
+def test_policy_latency_refuses_bad_arguments_in_one_line(args, message, capsys):
+    from aigc_policy.cli import main
+
+    assert main(["policy-latency", "--queue", "4", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err

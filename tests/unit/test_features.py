@@ -95,3 +95,36 @@ def test_queue_beyond_the_window_is_summarised_not_dropped_silently():
     e = Encoder().encode(snap)
     assert e.tasks.shape[0] == MAX_QUEUE
     assert (e.tasks[:, TASK_FIELDS.index("queue_overflow")] > 0).all()
+
+
+def test_next_snapshot_is_the_same_cluster_with_new_tasks_replacing_placed_ones():
+    from aigc_policy.synthetic import next_snapshot
+
+    perf = load_scenario("edge-hetero").perf
+    rng = np.random.default_rng(4)
+    snap = random_snapshot(rng, perf, 6, 8)
+    for _ in range(5):
+        nxt = next_snapshot(rng, snap, 3)
+        assert [(n.name, n.gpu_class) for n in nxt.nodes] == [(n.name, n.gpu_class) for n in snap.nodes]
+        assert len(nxt.queue) == 8 and nxt.now > snap.now
+        assert len({t.id for t in nxt.queue} - {t.id for t in snap.queue}) == 3
+        snap = nxt
+
+
+@pytest.mark.parametrize("max_shapes", [4096, 20])
+def test_an_encoder_that_has_seen_many_queues_encodes_like_a_fresh_one(max_shapes):
+    """Its cached shape rows grow past their first allocation (64) or are dropped at MAX_SHAPES,
+    and model ids are assigned in the order models were first seen."""
+    from aigc_policy.synthetic import next_snapshot
+
+    perf = load_scenario("eat-reference").perf
+    rng = np.random.default_rng(5)
+    encoder = Encoder()
+    encoder.MAX_SHAPES = max_shapes
+    snap = random_snapshot(rng, perf, 9, 12)
+    for _ in range(40):
+        ours, fresh = encoder.encode(snap), Encoder().encode(snap)
+        for name in ("tasks", "nodes", "pairs", "action_mask", "steps_mask"):
+            np.testing.assert_array_equal(getattr(ours, name), getattr(fresh, name), err_msg=name)
+        snap = next_snapshot(rng, snap, 3)
+    assert len(encoder._shapes) > (64 if max_shapes > 64 else 0)
