@@ -91,6 +91,48 @@ def test_dagger_rounds_run_and_the_teacher_plans_for_each_episodes_rate(tmp_path
     assert RateRecordingTeacher.bound_rates == [0.03, 0.11, 0.03, 0.11, 0.03, 0.11]
 
 
+class ExpertAtOneRate:
+    """eat-greedy at the rate it knows, a uniformly random placement at any other."""
+
+    name, good_rate = "", 0.0
+
+    def __init__(self) -> None:
+        from aigc_policy.baselines.eat_greedy import EatGreedy
+        from aigc_policy.baselines.simple import RandomScheduler
+
+        self.expert, self.novice, self.active = EatGreedy(), RandomScheduler(), None
+
+    def use_scenario(self, scenario) -> None:
+        self.active = self.expert if scenario.arrivals["rate"] == self.good_rate else self.novice
+
+    def reset(self, seed: int) -> None:
+        self.expert.reset(seed)
+        self.novice.reset(seed)
+
+    def decide(self, snap):
+        return self.active.decide(snap)
+
+
+class ExpertAtLowRate(ExpertAtOneRate):
+    name, good_rate = "low-rate-expert", 0.03
+
+
+class ExpertAtHighRate(ExpertAtOneRate):
+    name, good_rate = "high-rate-expert", 0.11
+
+
+def test_the_teacher_is_the_best_candidate_at_each_training_rate(tmp_path, capsys, monkeypatch):
+    from aigc_policy import policies
+
+    for teacher in (ExpertAtLowRate, ExpertAtHighRate):
+        monkeypatch.setitem(policies._registered, teacher.name, teacher)
+    assert main(["train", "--algo", "eat", "--scenario", "eat-reference", "--rates", "0.03,0.11", "--out",
+                 str(tmp_path / "run"), "--teacher", "high-rate-expert,low-rate-expert", "--demo-episodes", "2",
+                 "--bc-updates", "5", "--budget", "0", "--eval-episodes", "1", "--batch", "16"]) == 0
+    demos = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("demos"))
+    assert "low-rate-expert (rate 0.03), high-rate-expert (rate 0.11)" in demos
+
+
 def test_dagger_keeps_the_teachers_choice_and_plays_the_students():
     from aigc_policy.rl.train import dagger_actor
 

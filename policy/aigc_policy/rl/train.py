@@ -1,8 +1,9 @@
 """`aigc-edge train`: behaviour cloning from a heuristic, then discrete SAC, on the simulator.
 
 Read top to bottom:
-  1. demos: the teacher (default `eft`) runs `--demo-episodes` episodes; its decisions, mapped
-     into the action layout, fill a demo buffer and the replay buffer (with their rewards).
+  1. demos: the teacher (default: the better of `eft` and `opt-ts` at each training rate) runs
+     `--demo-episodes` episodes; its decisions, mapped into the action layout, fill a demo buffer
+     and the replay buffer (with their rewards).
   2. warm start: `--bc-updates` imitation steps on the demos, each followed by a critic step,
      so the critics know the teacher's values before the actor listens to them. Then
      `--dagger-rounds` rounds of DAgger: the student drives `--dagger-episodes` episodes, the
@@ -72,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", default="30m", help="wall-clock ('30m', '90s') or SAC updates ('5000')")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--teacher", default="eft,opt-ts",
-                        help="heuristic(s) to imitate: the best scoring one of a comma-separated list on "
-                             "the demo seeds is used; 'none' skips the warm start")
+                        help="heuristic(s) to imitate: at each training rate, the best scoring one of a "
+                             "comma-separated list on training seeds is used; 'none' skips the warm start")
     parser.add_argument("--demo-episodes", type=int, default=40)
     parser.add_argument("--bc-updates", type=int, default=1500)
     parser.add_argument("--dagger-rounds", type=int, default=0,
@@ -312,18 +313,20 @@ def run(args: argparse.Namespace) -> int:
             save(args.out / "best.pt", net, learner, meta, progress)
 
     # 1. demonstrations (always collected: they also anchor the actor during SAC)
-    teachers: list[Scheduler] = []
+    teachers: list[list[Scheduler]] = []  # per scenario group, one per rate
     if args.teacher != "none":
         for (scenario, group), demos in zip(groups, demo_sets, strict=True):
-            name, teacher = pick_teacher(args.teacher.split(","), group, args.seed)
-            teachers.append(teacher)
+            picked = [pick_teacher(args.teacher.split(","), [sim], args.seed) for sim in group]
+            teachers.append([teacher for _, teacher in picked])
             for e in range(args.demo_episodes):
-                sim = group[e % len(group)]
+                sim, teacher = group[e % len(group)], teachers[-1][e % len(group)]
                 policies.bind(teacher, sim.scenario)
                 teacher.reset(e)
                 run_episode(sim, args.seed * 1000 + 500 + e, encoder, teacher_actor(teacher),
                             lambda t, demos=demos: (demos.add(t), replay.add(t)))
-            print(f"demos ({scenario}): {len(demos)} decisions from {args.demo_episodes} {name} episodes "
+            names = ", ".join(f"{name} (rate {sim.scenario.arrivals.get('rate', 'default')})"
+                              for (name, _), sim in zip(picked, group, strict=True))
+            print(f"demos ({scenario}): {len(demos)} decisions from {args.demo_episodes} episodes of {names} "
                   f"({wall():.0f}s)")
     has_demos = any(len(d) for d in demo_sets)
     # 2. warm start
@@ -332,11 +335,11 @@ def run(args: argparse.Namespace) -> int:
         progress["warm_started"] = True
         evaluate_and_keep("after warm start")
         for r in range(args.dagger_rounds):
-            for (_, group), demos, teacher in zip(groups, demo_sets, teachers, strict=True):
+            for (_, group), demos, rate_teachers in zip(groups, demo_sets, teachers, strict=True):
                 labels: dict[int, tuple[int, int]] = {}
-                student = dagger_actor(greedy_actor(net), teacher_actor(teacher), labels)
                 for e in range(args.dagger_episodes):
-                    sim = group[e % len(group)]
+                    sim, teacher = group[e % len(group)], rate_teachers[e % len(group)]
+                    student = dagger_actor(greedy_actor(net), teacher_actor(teacher), labels)
                     policies.bind(teacher, sim.scenario)
                     teacher.reset(e)
                     run_episode(sim, args.seed * 1000 + 500 + args.demo_episodes + r * args.dagger_episodes + e,
