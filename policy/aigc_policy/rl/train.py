@@ -326,6 +326,8 @@ def run(args: argparse.Namespace) -> int:
                             lambda t, demos=demos: (demos.add(t), replay.add(t)))
             names = ", ".join(f"{name} (rate {sim.scenario.arrivals.get('rate', 'default')})"
                               for (name, _), sim in zip(picked, group, strict=True))
+            if len({name for name, _ in picked}) == 1:
+                names = f"{picked[0][0]} (every rate)"
             print(f"demos ({scenario}): {len(demos)} decisions from {args.demo_episodes} episodes of {names} "
                   f"({wall():.0f}s)")
     has_demos = any(len(d) for d in demo_sets)
