@@ -10,8 +10,9 @@ with far fewer ONNX nodes per decision:
   projection into the chain's base and input projections (one [P -> 1 + C] product per action),
   the output biases into the base, the first chain step (x_T = 0) into a plain SiLU, and the
   steps head's first layer split so the context is added, not concatenated to every task;
-* the chain runs channel-first on actions in [Q, N, G] order and only the final logits are
-  reordered to the task-gang-anchor layout of aigc_policy.actions.
+* the chain runs once, channel-first, over the wait action and the placements in [Q, N, G]
+  order; only the final logits are reordered to the task-gang-anchor layout of
+  aigc_policy.actions.
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ class InferencePolicy(nn.Module):
                 w_cb = torch.cat([chain.base.weight, chain.proj.weight])  # [1 + C, C]
                 b_cb = torch.cat([chain.base.bias + chain.out.bias, chain.proj.bias])
                 w_first, b_first = w_cb @ wc, w_cb @ bc + b_cb
+        # column vectors: every chain tensor is [channels, actions]
         self.register_buffer("w_first", w_first.detach().clone())
-        self.register_buffer("b_first", b_first.detach().clone())
+        self.register_buffer("b_first", b_first.detach().clone()[:, None])
         if chain is not None:
-            self.register_buffer("time", chain.time.detach().clone())
-            self.register_buffer("x_in", chain.x_in.detach().clone())
+            self.register_buffer("time", chain.time.detach().clone()[:, :, None])
+            self.register_buffer("x_in", chain.x_in.detach().clone()[:, None])
             self.register_buffer("w_out", chain.out.weight.detach().clone())
             self.register_buffer("c_x0", chain.c_x0.clone())
             self.register_buffer("c_xt", chain.c_xt.clone())
@@ -91,23 +93,21 @@ class InferencePolicy(nn.Module):
             h = silu(head.hidden(h))
         return h.reshape(-1, head.task.out_features)
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final logits [A] of per-action hiddens [A, P]: the chain of LogitDenoiser.forward with
-        x_T = 0 and no noise, run channel-first ([C, A]) because ONNX Runtime's broadcasts are
-        slow over a last axis of C = 4 values and fast over one of A."""
-        first = self.w_first @ hidden.T + self.b_first[:, None]  # [1 + C, A]
-        if self.chain_steps == 0:
-            return first[0]
-        base, cond = first[0], first[1:]
+    def _first(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Per-action hiddens [A, P] -> the chain's (base, condition) inputs, channel-first [1 + C, A]
+        (the logit itself [1, A] without a chain): ONNX Runtime's broadcasts are slow over a last
+        axis of C = 4 values and fast over one of A."""
+        return self.w_first @ hidden.T + self.b_first
+
+    def _chain(self, first: torch.Tensor) -> torch.Tensor:
+        """LogitDenoiser.forward with x_T = 0 and no noise: [1 + C, A] -> logits [1, A]."""
+        base, cond = first[:1], first[1:]
         x = None
         for t in range(self.chain_steps - 1, -1, -1):
-            pre = cond + self.time[t][:, None]
-            if x is not None:
-                pre = pre + self.x_in[:, None] * x[None, :]
-            x0 = base + (self.w_out @ silu(pre))[0]
+            pre = cond + self.time[t] if x is None else cond + self.time[t] + self.x_in * x
+            x0 = base + self.w_out @ silu(pre)
             x = self.c_x0[t] * x0 if x is None else self.c_x0[t] * x0 + self.c_xt[t] * x
-        assert x is not None
-        return x
+        return base if x is None else x
 
     def _bounded(self, x: torch.Tensor) -> torch.Tensor:
         return self.bound * torch.tanh(x * (1.0 / self.bound)) if self.bound > 0 else x
@@ -121,11 +121,10 @@ class InferencePolicy(nn.Module):
         steps_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         t, n, ctx = self._tokens(tasks[0], nodes[0])
-        q, g = t.shape[0], N_GANG
-        place = self._logits(self._action_hidden(t, n, ctx, pairs))
-        place = place.reshape(q, -1, g).transpose(1, 2).reshape(1, -1)  # [Q, N, G] -> task-gang-anchor
-        wait = self._logits(self.head.wait(ctx)[None]).reshape(1, 1)
-        logits = self._bounded(torch.cat([wait, place], 1))
+        wait, place = self.head.wait(ctx)[None], self._action_hidden(t, n, ctx, pairs)
+        x = self._chain(torch.cat([self._first(wait), self._first(place)], 1))  # one chain: wait, then places
+        place = x[:, 1:].reshape(t.shape[0], -1, N_GANG).transpose(1, 2).reshape(1, -1)  # [Q, N, G] -> task-gang-anchor
+        logits = self._bounded(torch.cat([x[:, :1], place], 1))
         steps_hidden = t @ self.w_steps_task.T + linear(ctx, self.w_steps_ctx, self.head.steps[0].bias)
         steps = self._bounded(self.head.steps[2](silu(steps_hidden)))[None]
         return torch.where(action_mask, logits, self.neg), torch.where(steps_mask, steps, self.neg)
