@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.functional import linear, silu
 
 from aigc_policy.features import N_GANG
-from aigc_policy.rl.networks import NEG, AgentNet, Attention
+from aigc_policy.rl.networks import NEG, AgentNet, Attention, attend
 
 
 def _attend(block: Attention, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
@@ -30,11 +30,8 @@ def _attend(block: Attention, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tenso
     heads, width = block.heads, block.q.out_features  # ints, not traced shapes: no Shape ops
     d = width // heads
     q = block.q(x).reshape(-1, heads, d).transpose(0, 1)  # [H, T, d]
-    kv = block.kv(ctx).reshape(-1, 2, heads, d).permute(1, 2, 0, 3)
-    k, v = kv[0], kv[1]  # [H, S, d]
-    out = ((q @ k.transpose(-1, -2)) * d**-0.5).softmax(-1) @ v
-    x = block.norm1(x + block.o(out.transpose(0, 1).reshape(-1, width)))
-    return block.norm2(x + block.ff(x))
+    kv = block.kv(ctx).reshape(-1, 2, heads, d).permute(1, 2, 0, 3)  # [2, H, S, d]
+    return block.finish(x, attend(q, kv[0], kv[1], block.scale).transpose(0, 1).reshape(-1, width))
 
 
 class InferencePolicy(nn.Module):
@@ -86,12 +83,8 @@ class InferencePolicy(nn.Module):
 
     def _action_hidden(self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """PairHead's per-action hidden, flattened to [Q*N*G, P] (task, node, gang order)."""
-        head = self.head
-        tn = (head.task(t) + head.ctx(ctx))[:, None, :] + head.node(n)[None, :, :]  # [Q, N, P]
-        h = silu(tn[None, :, :, None, :] + head.pair(pairs))  # pairs keep their batch axis: no copy
-        if head.hidden is not None:
-            h = silu(head.hidden(h))
-        return h.reshape(-1, head.task.out_features)
+        h = self.head.per_action(t[None], n[None], ctx[None], pairs)  # pairs keep their batch axis: no copy
+        return h.reshape(-1, self.head.task.out_features)
 
     def _first(self, hidden: torch.Tensor) -> torch.Tensor:
         """Per-action hiddens [A, P] -> the chain's (base, condition) inputs, channel-first [1 + C, A]

@@ -65,6 +65,7 @@ class Attention(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
+        self.scale = (width // heads) ** 0.5
         self.q = nn.Linear(width, width)
         self.kv = nn.Linear(width, 2 * width)
         self.o = nn.Linear(width, width)
@@ -76,12 +77,25 @@ class Attention(nn.Module):
         # unflatten on the feature axis only: batch and token axes stay dynamic in ONNX
         q = self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)
         kv = self.kv(ctx).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)
-        k, v = kv[0], kv[1]
-        scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
-        scores = scores.masked_fill(~ctx_mask[:, None, None, :], NEG)
-        out = (scores.softmax(-1) @ v).transpose(1, 2).flatten(-2)
-        x = self.norm1(x + self.o(out))
+        out = attend(q, kv[0], kv[1], self.scale, ~ctx_mask[:, None, None, :])
+        return self.finish(x, out.transpose(1, 2).flatten(-2))
+
+    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Output projection, residuals, LayerNorms and feed-forward around the attended values."""
+        x = self.norm1(x + self.o(attended))
         return self.norm2(x + self.ff(x))
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, masked: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Dot-product attention per head, scores divided by `scale` (sqrt of the head width: a number,
+    not read from q's shape, so an exported graph does no shape arithmetic for it); `masked` marks
+    context tokens to ignore."""
+    scores = q @ k.transpose(-1, -2) / scale
+    if masked is not None:
+        scores = scores.masked_fill(masked, NEG)
+    return scores.softmax(-1) @ v
 
 
 class TokenEncoder(nn.Module):
@@ -128,6 +142,13 @@ class PairHead(nn.Module):
         self.wait = _mlp(w, w, p)
         self.steps = _mlp(2 * w, w, STEP_BUCKETS)
 
+    def per_action(self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """Hidden [B, Q, N, G, P] of every (task, anchor, gang size); task and node terms meet at
+        [Q, N] before the per-gang broadcast."""
+        tn = (self.task(t) + self.ctx(ctx).unsqueeze(1))[:, :, None, :] + self.node(n)[:, None, :, :]
+        h = torch.nn.functional.silu(tn.unsqueeze(3) + self.pair(pairs))
+        return h if self.hidden is None else torch.nn.functional.silu(self.hidden(h))
+
     def forward(
         self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor,
         project: nn.Module | None = None,
@@ -135,16 +156,7 @@ class PairHead(nn.Module):
         """-> action hidden [B, A, P] (wait first; [B, A, P'] after `project`, a per-action map
         applied before the task-gang-anchor reordering so the transpose moves P' values, not P),
         steps values [B, Q, S]."""
-        if self.hidden is None:  # task and node terms meet at [Q, N] before the per-gang broadcast
-            tn = (self.task(t) + self.ctx(ctx).unsqueeze(1))[:, :, None, :] + self.node(n)[:, None, :, :]
-            h = torch.nn.functional.silu(tn.unsqueeze(3) + self.pair(pairs))  # [B, Q, N, G, P]
-        else:
-            h = (
-                (self.task(t) + self.ctx(ctx).unsqueeze(1))[:, :, None, None, :]
-                + self.node(n)[:, None, :, None, :]
-                + self.pair(pairs)
-            )
-            h = torch.nn.functional.silu(self.hidden(torch.nn.functional.silu(h)))  # [B, Q, N, G, P]
+        h = self.per_action(t, n, ctx, pairs)
         wait = self.wait(ctx).unsqueeze(1)
         if project is not None:
             h, wait = project(h), project(wait)
