@@ -115,22 +115,25 @@ def test_eat_without_a_path_takes_the_file_shipped_for_the_scenario():
     assert policies.make(f"eat:{default}", load_scenario("eat-reference")).path == default  # a path wins
 
 
+def held_out_means(scenario, spec: str, seeds: range, *keys: str) -> tuple[float, ...]:
+    """Mean of each summary key over one episode per seed (common random numbers across specs)."""
+    from aigc_policy.bench.runner import run_episode
+    from aigc_policy.sim.workload import ScenarioWorkload
+
+    runs = [run_episode(scenario, ScenarioWorkload(scenario), spec, seed).summary() for seed in seeds]
+    return tuple(float(np.mean([r[key] for r in runs])) for key in keys)
+
+
 def test_shipped_eat_reference_policy_cuts_eat_greedys_response_at_the_top_rate():
     """Held-out episodes (seeds neither training nor the bench uses) at 0.11 tasks/s: the EAT file
     trained on eat-reference (behaviour cloning + DAgger of the rollout planner) against the fixed
     greedy. Measured over these 6 episodes: 50.9 s vs 85.7 s (0.59x), at higher quality; the
     default file (trained on edge-hetero and eat-reference) scores 53.6 s (0.63x) and the planner
     the eat-reference file imitates 50.7 s."""
-    from aigc_policy.bench.runner import run_episode
-    from aigc_policy.sim.workload import ScenarioWorkload
-
     scenario = load_scenario("eat-reference", rate=0.11)
-    workload = ScenarioWorkload(scenario)
 
     def means(spec: str) -> tuple[float, float]:
-        runs = [run_episode(scenario, workload, spec, 20_000 + i).summary() for i in range(6)]
-        return (float(np.mean([r["mean_response_s"] for r in runs])),
-                float(np.mean([r["mean_quality"] for r in runs])))
+        return held_out_means(scenario, spec, range(20_000, 20_006), "mean_response_s", "mean_quality")
 
     (eat, eat_quality), (greedy, greedy_quality) = means("eat"), means("eat-greedy")
     assert eat < 0.7 * greedy and eat_quality >= greedy_quality
@@ -141,16 +144,10 @@ def test_shipped_eat_reference_policy_cuts_eat_greedys_response_at_the_top_rate(
 def test_shipped_default_policy_matches_opt_ts_at_high_load_on_edge_hetero():
     """12 held-out episodes at 4 tasks/s: the default file against opt-ts, its teacher there
     (measured: 11.06 s / 90.9 % SLO vs 11.08 s / 90.8 %; eft 13.60 s / 84.1 %)."""
-    from aigc_policy.bench.runner import run_episode
-    from aigc_policy.sim.workload import ScenarioWorkload
-
     scenario = load_scenario("edge-hetero", rate=4.0)
-    workload = ScenarioWorkload(scenario)
 
     def means(spec: str) -> tuple[float, float]:
-        runs = [run_episode(scenario, workload, spec, 30_000 + i).summary() for i in range(12)]
-        return (float(np.mean([r["mean_response_s"] for r in runs])),
-                float(np.mean([r["slo_attainment"] for r in runs])))
+        return held_out_means(scenario, spec, range(30_000, 30_012), "mean_response_s", "slo_attainment")
 
     (eat, eat_slo), (opt_ts, opt_ts_slo), (eft, _) = means("eat"), means("opt-ts"), means("eft")
     assert eat <= 1.02 * opt_ts and eat_slo >= opt_ts_slo - 0.01
