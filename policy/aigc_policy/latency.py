@@ -4,9 +4,9 @@ Each timed decision is what the operator pays: encode the snapshot, run ONNX Run
 the placement; `p50_ms` / `p99_ms` are of that sum, and each stage is reported too. States
 follow a live cluster of the requested size built from a scenario's GPU classes and models: at
 every decision the nodes get a fresh mix of busy, down, warm and cold state and `--new-tasks`
-queued tasks are replaced by new arrivals (1 by default: a task is placed, another arrives; the
-queue length is the number of tasks, so every decision sees new ones). Prints one JSON line.
-numpy + onnxruntime only.
+queued tasks are replaced by new arrivals (1 by default: a task is placed, another arrives;
+`--new-tasks` equal to `--queue` makes every task new at every decision, the encoder's worst
+case). Prints one JSON line. numpy + onnxruntime only.
 """
 
 from __future__ import annotations

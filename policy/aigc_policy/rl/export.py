@@ -86,13 +86,14 @@ def max_abs_diff(net: AgentNet, policy: OnnxPolicy, states: list[EncodedState]) 
     Torch runs the training network's deterministic path (AgentNet.policy) on states of equal
     size as one unpadded batch; ORT runs each state alone, as the scheduler does.
     """
+    net.eval()
     worst, disagree = 0.0, 0
     for group in _same_size_chunks(states, 64):
         batch = {name: torch.from_numpy(np.stack([getattr(s, name) for s in group])) for name in INPUTS}
         batch["task_mask"] = torch.ones(batch["tasks"].shape[:2], dtype=torch.bool)
         batch["node_mask"] = torch.ones(batch["nodes"].shape[:2], dtype=torch.bool)
         with torch.no_grad():
-            t_logits, t_steps = (x.numpy() for x in net.eval().policy(batch))
+            t_logits, t_steps = (x.numpy() for x in net.policy(batch))
         for b, state in enumerate(group):
             o_logits, o_steps = policy.logits(state)
             for t, o, mask in ((t_logits[b], o_logits, state.action_mask), (t_steps[b], o_steps, state.steps_mask)):
