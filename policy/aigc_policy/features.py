@@ -270,10 +270,11 @@ class Encoder:
             hit = self._classes[names] = (distinct, np.array([where[c] for c in names], dtype=np.intp), vram)
         return hit
 
-    def _shape_rows(self, snap: ClusterSnapshot, tasks: list[TaskSpec], distinct: tuple[str, ...]) -> np.ndarray:
+    def _shape_rows(
+        self, snap: ClusterSnapshot, tasks: list[TaskSpec], distinct: tuple[str, ...], tables: _ClassTables
+    ) -> np.ndarray:
         """[Q, _ShapeRows.WIDTH] rows of the visible tasks (a copy: safe to fill in)."""
-        tables, shapes = self._tables, self._shapes
-        assert tables is not None
+        shapes = self._shapes
         ids = []
         for t in tasks:
             key = (distinct, *_shape_key(snap, t))
@@ -284,13 +285,12 @@ class Encoder:
             ids.append(hit)
         return shapes.rows[ids]
 
-    def _residency(self, snap: ClusterSnapshot, n_models: int) -> tuple[np.ndarray, ...]:
+    @staticmethod
+    def _residency(snap: ClusterSnapshot, tables: _ClassTables) -> tuple[np.ndarray, ...]:
         """One pass over nodes and residents: VRAM used [N], residents [N], largest group [N],
-        and per model id (queue models only) resident [M, N], warm alone [M, N], warm k-group
-        anchored here [M, N, G]."""
-        nodes, n = snap.nodes, len(snap.nodes)
-        tables = self._tables
-        assert tables is not None
+        and per model id (the models of every queue seen so far, so all of this one's) resident
+        [M, N], warm alone [M, N], warm k-group anchored here [M, N, G]."""
+        nodes, n, n_models = snap.nodes, len(snap.nodes), len(tables.model_ids)
         exact = snap.perf.reuse == "exact-group"
         vram_of, vram_cache, ids = tables.model_vram, tables.vram_cache, tables.model_ids
         used, n_res, largest = [0.0] * n, [0] * n, [0] * n
@@ -311,7 +311,7 @@ class Encoder:
                 size = len(group)
                 big = max(big, size)
                 m = ids.get(model)
-                if m is None or m >= n_models:
+                if m is None:  # not a model of any queue seen: no task reads it
                     continue
                 at = m * n + j
                 res_at.append(at)
@@ -345,8 +345,8 @@ class Encoder:
         tasks = list(snap.queue[: self.max_queue])
         q = len(tasks)
         distinct, cidx, class_vram = self._class_index(snap, tuple(nd.gpu_class for nd in nodes))
-        rows = self._shape_rows(snap, tasks, distinct)
-        used, n_res, largest, res_m, warm1_m, grp_m = self._residency(snap, len(tables.model_ids))
+        rows = self._shape_rows(snap, tasks, distinct, tables)  # registers the queue's model ids first
+        used, n_res, largest, res_m, warm1_m, grp_m = self._residency(snap, tables)
         # ---- nodes
         up = np.fromiter((nd.up for nd in nodes), bool, n)
         free_at = np.fromiter((nd.free_at for nd in nodes), np.float64, n)
