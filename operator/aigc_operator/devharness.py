@@ -42,12 +42,16 @@ class _QuietServer(ThreadingHTTPServer):
 class DcgmExporter:
     """dcgm-exporter's text format for fake GPUs; `Hostname` on even nodes, `hostname` (master) on odd.
 
-    `age_s[node]` serves that node's samples with an explicit timestamp that many seconds old.
+    Samples of the nodes in `stamped` carry explicit timestamps, as a relay or federation serves
+    them; `freeze(node)` stops that node's timestamp from advancing. That is how a hung source
+    looks to Prometheus while the series stays visible. (Stamping only after the hang would not
+    do: Prometheus marks a series stale when its samples start carrying timestamps.)
     """
 
-    def __init__(self, nodes: list[str]) -> None:
+    def __init__(self, nodes: list[str], stamped: frozenset[str] = frozenset()) -> None:
         self.nodes = nodes
-        self.age_s: dict[str, float] = {}
+        self.stamped = stamped
+        self.frozen_at: dict[str, float] = {}  # node -> wall time its samples stopped at
         self.port = free_port()
         exporter = self
 
@@ -82,10 +86,18 @@ class DcgmExporter:
                 host = "Hostname" if i % 2 == 0 else "hostname"
                 labels = f'gpu="0",UUID="GPU-{i:04d}",device="nvidia0",modelName="fake",{host}="{node}"'
                 stamp = ""
-                if node in self.age_s:
-                    stamp = f" {int((time.time() - self.age_s[node]) * 1000)}"
+                if node in self.stamped:
+                    stamp = f" {int(self.frozen_at.get(node, time.time()) * 1000)}"
                 lines.append(f"{metric}{{{labels}}} {value}{stamp}")
         return "\n".join(lines) + "\n"
+
+    def freeze(self, node: str) -> None:
+        if node not in self.stamped:
+            raise ValueError(f"{node} is not stamped; only stamped nodes can freeze")
+        self.frozen_at[node] = time.time()
+
+    def thaw(self, node: str) -> None:
+        self.frozen_at.pop(node, None)
 
     def close(self) -> None:
         self._server.shutdown()

@@ -17,14 +17,16 @@ from urllib3.util.retry import Retry
 NODE_LABEL = "node"
 
 
-def by_node(metric: str) -> str:
-    """Series of `metric` with a `node` label copied from Hostname or hostname."""
-    inner = f'label_replace({metric}, "{NODE_LABEL}", "$1", "Hostname", "(.+)")'
+def by_node(series: str) -> str:
+    """`series` (a selector or an expression over one) with a `node` label copied from Hostname or hostname."""
+    inner = f'label_replace({series}, "{NODE_LABEL}", "$1", "Hostname", "(.+)")'
     return f'label_replace({inner}, "{NODE_LABEL}", "$1", "hostname", "(.+)")'
 
 
 QUERIES = {
-    "age_s": f"max by ({NODE_LABEL}) (time() - timestamp({by_node('DCGM_FI_DEV_GPU_UTIL')}))",
+    # timestamp() must take the selector itself: over any other expression (label_replace
+    # included) it returns the evaluation time, and every age would read 0.
+    "age_s": f"max by ({NODE_LABEL}) (time() - {by_node('timestamp(DCGM_FI_DEV_GPU_UTIL)')})",
     "util_pct": f"avg by ({NODE_LABEL}) ({by_node('DCGM_FI_DEV_GPU_UTIL')})",
     "fb_free_mib": f"sum by ({NODE_LABEL}) ({by_node('DCGM_FI_DEV_FB_FREE')})",
     "fb_used_mib": f"sum by ({NODE_LABEL}) ({by_node('DCGM_FI_DEV_FB_USED')})",

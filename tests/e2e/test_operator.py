@@ -9,23 +9,27 @@ import signal
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from aigc_operator.devcluster import LocalCluster
 from aigc_operator.devharness import DcgmExporter, OperatorProcess, publish_worker_leases, wait_for
 from aigc_operator.policy_loader import load_policies
+from aigc_operator.view import MISSING_AGE_FACTOR
 from operator_harness import create_tasks, events_for, list_tasks, task_doc
 
 pytestmark = pytest.mark.e2e
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 OP_NS = "aigc-system"
 TASK_NS = "aigc-e2e"
 TTL_S = 8
+STAMPED_NODE = "edge-1"  # its exporter samples carry timestamps, so a test can freeze them
 # The shipped EAT policy when its ONNX file is present, else the EAT heuristic (both may wait).
 POLICY = "eat" if load_policies("eat", "eft").primary is not None else "eat-greedy"
 
@@ -79,7 +83,7 @@ def env(local_cluster_handle: LocalCluster, tmp_path_factory: pytest.TempPathFac
         "apply", "-f", str(MANIFESTS / "rbac-operator.yaml"), "-f", str(MANIFESTS / "rbac-worker.yaml")
     )
     kubeconfig = cluster.kubeconfig_for(OP_NS, "aigc-operator")
-    exporter = DcgmExporter(nodes)
+    exporter = DcgmExporter(nodes, stamped=frozenset({STAMPED_NODE}))
     cluster.add_scrape_target("dcgm", exporter.address)
     publish_worker_leases(cluster, OP_NS, nodes)
     wait_for(
@@ -98,6 +102,14 @@ def env(local_cluster_handle: LocalCluster, tmp_path_factory: pytest.TempPathFac
         e.operator.stop()
         exporter.close()
         cluster.remove_scrape_target("dcgm")
+
+
+def with_operator_log(env: Env, wait: Callable[[], T]) -> T:
+    """Run `wait`; when it times out, add the operator's log tail to the failure."""
+    try:
+        return wait()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- operator log tail ---\n{env.operator.log_tail()}") from None
 
 
 def placed(task: dict) -> bool:
@@ -187,9 +199,10 @@ def test_tasks_are_placed_with_conditions_events_columns_and_metrics(env: Env) -
 
 
 def test_stale_node_metrics_are_flagged_per_node(env: Env) -> None:
-    # dcgm-exporter on edge-1 (the L4) hangs: its samples stop advancing. edge-0's worker is gone,
-    # so an SDXL task (too big for the Jetsons) can only go to edge-1.
-    env.exporter.age_s["edge-1"] = 3600
+    # dcgm-exporter on edge-1 (the L4) hangs: its samples stop advancing but stay in Prometheus.
+    # edge-0's worker is gone, so an SDXL task (too big for the Jetsons) can only go to edge-1.
+    missing_age = MISSING_AGE_FACTOR * TTL_S
+    env.exporter.freeze(STAMPED_NODE)
     publish_worker_leases(env.cluster, OP_NS, ["edge-0"], busy_s={})
     env.cluster.kubectl(
         "patch",
@@ -204,11 +217,18 @@ def test_stale_node_metrics_are_flagged_per_node(env: Env) -> None:
     try:
         alive = len(env.nodes) - 1
         wait_for(lambda: (env.operator.health() or {}).get("workersAlive") == alive, 20, "edge-0 worker gone")
-        wait_for(
-            lambda: env.operator.metric("aigc_scheduler_node_metrics_age_seconds", node="edge-1") > TTL_S,
-            30,
-            "edge-1 stale",
+        age = with_operator_log(
+            env,
+            lambda: wait_for(
+                lambda: (a := env.operator.metric("aigc_scheduler_node_metrics_age_seconds", node="edge-1"))
+                > TTL_S
+                and a,
+                30,
+                "edge-1 stale",
+            ),
         )
+        # Measured from the frozen sample's timestamp, not the age given to a node Prometheus lacks.
+        assert age < missing_age
         create_tasks(
             env.cluster,
             [
@@ -224,7 +244,7 @@ def test_stale_node_metrics_are_flagged_per_node(env: Env) -> None:
         )
         placement = task["status"]["placement"]
         assert placement["nodes"] == ["edge-1"] and "fallbackReason" not in placement  # other nodes are fresh
-        assert placement["inputsAgeMillis"] > TTL_S * 1000
+        assert TTL_S * 1000 < placement["inputsAgeMillis"] < missing_age * 1000
         metrics = condition(task, "MetricsAvailable")
         assert (
             metrics["status"] == "False"
@@ -232,7 +252,7 @@ def test_stale_node_metrics_are_flagged_per_node(env: Env) -> None:
             and "edge-1" in metrics["message"]
         )
     finally:
-        env.exporter.age_s.pop("edge-1", None)
+        env.exporter.thaw(STAMPED_NODE)
         publish_worker_leases(env.cluster, OP_NS, ["edge-0"])
     wait_for(
         lambda: env.operator.metric("aigc_scheduler_node_metrics_age_seconds", node="edge-1") < TTL_S,
