@@ -136,8 +136,7 @@ class Runtime:
             # The ages the next decision will use, missing nodes included (as MISSING_AGE_FACTOR x TTL).
             names = {n.name for n in self.nodes.usable()} | set(reading.nodes)
             health = metrics_health(names, reading, True, self.settings.metrics_ttl_s, reading.taken_at)
-            for node, age in health.node_ages.items():
-                self.telemetry.node_metrics_age.labels(node=node).set(age)
+            self.telemetry.set_node_metrics_ages(health.node_ages)
             if not reading.up:
                 log.warning("Prometheus sample failed: %s", reading.error)
             await asyncio.sleep(self.settings.metrics_poll_s)

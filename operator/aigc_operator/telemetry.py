@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aigc_policy
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -51,6 +53,7 @@ class Telemetry:
             ["node"],
             registry=r,
         )
+        self._aged_nodes: set[str] = set()
         self.task_e2e = Histogram(
             "aigc_task_e2e_duration_seconds",
             "Task creation to Succeeded/Failed.",
@@ -60,6 +63,15 @@ class Telemetry:
         )
         self.build_info = Gauge("aigc_scheduler_build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(version=aigc_policy.__version__).set(1)
+
+    def set_node_metrics_ages(self, ages: Mapping[str, float]) -> None:
+        """One series per node the next decision may use; a node that left drops its series
+        rather than keep reporting the last age it had."""
+        for node in self._aged_nodes - ages.keys():
+            self.node_metrics_age.remove(node)
+        for node, age in ages.items():
+            self.node_metrics_age.labels(node=node).set(age)
+        self._aged_nodes = set(ages)
 
     def serve(self, port: int) -> None:
         if port:

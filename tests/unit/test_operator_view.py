@@ -9,9 +9,11 @@ from aigc_api.lease import WorkerStatus
 from aigc_operator import lifecycle
 from aigc_operator.gpu_metrics import QUERIES, MetricsReading, NodeSample, PrometheusSampler
 from aigc_operator.store import NodeStore, PlacedLoad, TaskStore
+from aigc_operator.telemetry import Telemetry
 from aigc_operator.view import MISSING_AGE_FACTOR, build_node_states, metrics_health
 from aigc_policy.snapshot import Resident
 from operator_fakes import make_node, make_task, utc
+from prometheus_client import generate_latest
 
 NOW = utc(2026, 1, 2, 3, 4, 5)
 
@@ -248,3 +250,12 @@ def test_prometheus_reader_normalises_hostname_labels(monkeypatch) -> None:  # n
     )
     down = PrometheusSampler("http://127.0.0.1:1", timeout_s=0.2).sample()
     assert not down.up and down.error
+
+
+def test_node_metrics_age_series_follow_the_nodes_in_use() -> None:
+    telemetry = Telemetry()
+    telemetry.set_node_metrics_ages({"edge-0": 1.0, "edge-1": 80.0})
+    telemetry.set_node_metrics_ages({"edge-0": 2.0})
+    text = generate_latest(telemetry.registry).decode()
+    assert 'aigc_scheduler_node_metrics_age_seconds{node="edge-0"} 2.0' in text
+    assert 'node="edge-1"' not in text
