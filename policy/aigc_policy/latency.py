@@ -85,6 +85,8 @@ def _timed_decision(policy: OnnxPolicy, snap: ClusterSnapshot) -> tuple[float, f
     t0 = time.perf_counter()
     state = policy.encoder.encode(snap)
     t1 = time.perf_counter()
+    if not state.action_mask.any():  # decide() stops here too: nothing to run
+        return t1 - t0, 0.0, 0.0
     logits, steps = policy.logits(state)
     t2 = time.perf_counter()
     policy.choose(snap, state, logits, steps)

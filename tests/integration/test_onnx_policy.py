@@ -215,3 +215,19 @@ def test_policy_latency_refuses_bad_arguments_in_one_line(args, message, capsys)
     assert main(["policy-latency", "--queue", "4", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_policy_latency_times_no_inference_when_nothing_can_be_decided():
+    from dataclasses import replace
+
+    from aigc_policy.latency import _timed_decision
+    from aigc_policy.synthetic import random_snapshot
+
+    sc = load_scenario("edge-hetero")
+    snap = random_snapshot(np.random.default_rng(0), sc.perf, 3, 4, sc.gang_sizes)
+    stuck = replace(snap, nodes=[replace(n, up=False) for n in snap.nodes], has_future_events=False)
+    policy = OnnxPolicy()
+    assert policy.decide(stuck) is None
+    encode_s, onnx_s, decode_s = _timed_decision(policy, stuck)
+    assert encode_s > 0 and onnx_s == 0.0 and decode_s == 0.0
+    assert _timed_decision(policy, snap)[1] > 0  # a decidable state does run the graph
