@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from aigc_policy.placement import (
     STEP_BUCKETS,
     Placement,
@@ -57,6 +59,19 @@ def split_action(action: int, n_nodes: int) -> tuple[int, int, int]:
     rest, anchor = divmod(action - 1, n_nodes)
     task, gang = divmod(rest, len(GANG_SIZES))
     return task, gang, anchor
+
+
+def greedy_action(logits: np.ndarray) -> int:
+    """The deterministic choice from masked logits [A]: wait when waiting is at least as likely as
+    placing anything at all, else the most likely placement.
+
+    A plain arg-max over the flat layout compares one action (wait) against each placement on its
+    own; a policy sure it must place, but torn between anchors or tasks, would then wait.
+    """
+    top = float(logits.max())
+    mass = np.exp(logits.astype(np.float64) - top)
+    place = int(logits[1:].argmax()) + 1 if logits.size > 1 else WAIT
+    return WAIT if place == WAIT or mass[WAIT] >= mass[1:].sum() else place
 
 
 def decode(snap: ClusterSnapshot, action: int, bucket: int) -> Placement | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from aigc_policy.actions import ACTION_LAYOUT, WAIT, decode, split_action
+from aigc_policy.actions import ACTION_LAYOUT, WAIT, decode, greedy_action, split_action
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, EncodedState, Encoder
 from aigc_policy.placement import Placement
 from aigc_policy.scenario import Scenario
@@ -52,7 +52,7 @@ def resolve_providers(providers: Sequence[str] | None = None) -> list[str]:
 
 
 class OnnxPolicy:
-    """Scheduler protocol over an exported policy (arg-max of the masked logits).
+    """Scheduler protocol over an exported policy (actions.greedy_action of the masked logits).
 
     Without a path it runs the shipped `<name>-default.onnx`, or, once `use_scenario` names a
     scenario with its own shipped file (`<name>-<scenario>.onnx`), that one. A shipped file is
@@ -140,8 +140,8 @@ class OnnxPolicy:
 
     @staticmethod
     def choose(snap: ClusterSnapshot, state: EncodedState, logits: np.ndarray, steps: np.ndarray) -> Placement | None:
-        """The arg-max placement of a state's logits (None: wait)."""
-        action = int(np.argmax(logits))
+        """The greedy placement of a state's logits (None: wait; see actions.greedy_action)."""
+        action = greedy_action(logits)
         if action == WAIT:
             return None
         task, _, _ = split_action(action, state.n_nodes)

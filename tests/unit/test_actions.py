@@ -11,6 +11,7 @@ from aigc_policy.actions import (
     bucket_steps,
     decode,
     encode,
+    greedy_action,
     split_action,
 )
 from aigc_policy.features import Encoder
@@ -106,3 +107,21 @@ def test_heuristic_placements_are_expressible(scenario):
             checked += 1
         sim.step(placement)
     assert checked > 0
+
+
+MASKED = -1e9  # what the networks put on masked actions
+
+
+@pytest.mark.parametrize(
+    ("logits", "expected"),
+    [
+        ([2.0, 1.5, 1.5, 1.5], 1),  # wait is the single likeliest action, but placing is likelier
+        ([3.0, 1.0, 1.0, 1.0], 0),  # wait outweighs every placement together
+        ([0.0, 0.0, MASKED, MASKED], 0),  # a tie between waiting and placing waits
+        ([MASKED, 0.5, 2.0, 1.0], 2),  # wait masked: the likeliest placement
+        ([0.0, MASKED, MASKED, MASKED], 0),  # nothing to place
+        ([5.0], 0),  # an empty queue
+    ],
+)
+def test_greedy_choice_weighs_waiting_against_placing_at_all(logits, expected):
+    assert greedy_action(np.array(logits)) == expected

@@ -1,5 +1,7 @@
 """Learned-policy networks: noise-complete diffusion schedule, masks, deterministic path."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -50,9 +52,10 @@ def test_masked_logits_and_value_shapes(algo):
         assert q_place.shape == logits.shape and q_steps.shape == steps.shape
 
 
-def test_padding_does_not_change_a_state_s_logits():
+@pytest.mark.parametrize("pool_counts", [False, True])
+def test_padding_does_not_change_a_state_s_logits(pool_counts):
     torch.manual_seed(0)
-    net = AgentNet(ALGOS["eat"]).eval()
+    net = AgentNet(replace(ALGOS["eat"], pool_counts=pool_counts)).eval()
     alone = batch_of([(3, 2)])
     padded = batch_of([(3, 2), (6, 5)])
     with torch.no_grad():
@@ -63,6 +66,19 @@ def test_padding_does_not_change_a_state_s_logits():
     flat = b[0, 1:].reshape(5, 4, n_pad)[:2, :, :n_alone].reshape(-1)
     valid = alone["action_mask"][0, 1:]
     torch.testing.assert_close(flat[valid], a[0, 1:][valid], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pool_counts", [False, True])
+def test_only_a_context_that_reads_counts_tells_a_queue_from_the_same_queue_twice(pool_counts):
+    """Mean pooling cannot count: a queue of two identical tasks pools like a queue of one. The
+    queue planner holds tasks until the visible window is nearly full, so a student must count."""
+    torch.manual_seed(0)
+    net = AgentNet(replace(ALGOS["eat"], pool_counts=pool_counts)).eval()
+    one = batch_of([(3, 1)])
+    two = one | {"tasks": one["tasks"].repeat(1, 2, 1), "task_mask": one["task_mask"].repeat(1, 2)}
+    with torch.no_grad():
+        ctx_one, ctx_two = net.encode(one)[2], net.encode(two)[2]
+    assert torch.allclose(ctx_one, ctx_two, atol=1e-6) != pool_counts
 
 
 def test_deterministic_path_is_repeatable_and_noise_matters():

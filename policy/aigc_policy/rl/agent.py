@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aigc_policy.actions import WAIT, split_action
+from aigc_policy.actions import WAIT, greedy_action, split_action
 from aigc_policy.features import TIME_SCALE_S, EncodedState
 from aigc_policy.rl.networks import AgentNet
 from aigc_policy.rl.replay import collate
@@ -33,22 +33,19 @@ def step_reward(result: StepResult) -> float:
 
 
 def choose(net: AgentNet, state: EncodedState, sample: bool, rng: np.random.Generator) -> tuple[int, int]:
-    """(flat action, steps bucket) for one unpadded state: sampled, or the arg-max."""
+    """(flat action, steps bucket) for one unpadded state: sampled, or the greedy choice."""
     batch = collate([state])
     with torch.no_grad():
         logits, steps = net.policy(batch, net.chain_noise(batch) if sample else None)
-    pick = _sample if sample else _argmax
-    action = pick(logits[0].double().numpy(), rng)
+    action_logits = logits[0].double().numpy()
+    action = _sample(action_logits, rng) if sample else greedy_action(action_logits)
     if action == WAIT:
         return WAIT, 0
     task, _, _ = split_action(action, state.n_nodes)
-    return action, pick(steps[0, task].double().numpy(), rng)
+    step_logits = steps[0, task].double().numpy()
+    return action, _sample(step_logits, rng) if sample else int(step_logits.argmax())
 
 
 def _sample(logits: np.ndarray, rng: np.random.Generator) -> int:
     p = np.exp(logits - logits.max())
     return int(rng.choice(logits.size, p=p / p.sum()))
-
-
-def _argmax(logits: np.ndarray, rng: np.random.Generator) -> int:
-    return int(logits.argmax())

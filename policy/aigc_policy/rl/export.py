@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import torch
 
-from aigc_policy.actions import ACTION_LAYOUT
+from aigc_policy.actions import ACTION_LAYOUT, greedy_action
 from aigc_policy.cli import UsageError
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, MAX_QUEUE, EncodedState, Encoder
 from aigc_policy.onnx_policy import INPUTS, OnnxPolicy
@@ -99,7 +99,7 @@ def max_abs_diff(net: AgentNet, policy: OnnxPolicy, states: list[EncodedState]) 
             for t, o, mask in ((t_logits[b], o_logits, state.action_mask), (t_steps[b], o_steps, state.steps_mask)):
                 scale = max(1.0, float(np.abs(t[mask]).max(initial=0.0)))
                 worst = max(worst, float(np.abs(t - o)[mask].max(initial=0.0)) / scale)
-            disagree += int(np.argmax(t_logits[b]) != np.argmax(o_logits))
+            disagree += int(greedy_action(t_logits[b]) != greedy_action(o_logits))
     return worst, disagree
 
 

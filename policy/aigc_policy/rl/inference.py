@@ -78,7 +78,10 @@ class InferencePolicy(nn.Module):
         if enc.node_attn is not None and enc.task_attn is not None:
             n = _attend(enc.node_attn, n, n)
             t = _attend(enc.task_attn, t, n)
-        ctx = enc.pool(torch.cat([t.mean(0), n.mean(0)], -1))
+        pooled = [t.mean(0), n.mean(0)]
+        if enc.pool_counts:  # counted from the tokens, so the queue and node axes stay dynamic
+            pooled.append(torch.log1p(torch.stack([torch.ones_like(t[:, 0]).sum(), torch.ones_like(n[:, 0]).sum()])))
+        ctx = enc.pool(torch.cat(pooled, -1))
         return t, n, ctx
 
     def _action_hidden(self, t: torch.Tensor, n: torch.Tensor, ctx: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ class NetConfig:
     logit_bound: float = 0.0  # > 0: logits = bound * tanh(raw / bound), so entropy never dies
     lean_actor: bool = False  # actor pair head without its second per-action layer
     critic_pair_width: int = 0  # 0: pair_width (critics are not in the exported graph)
+    pool_counts: bool = False  # the pooled context also reads log1p of the task and node counts
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +110,8 @@ class TokenEncoder(nn.Module):
         self.type_emb = nn.Parameter(torch.randn(2, w) * 0.02)
         self.node_attn = Attention(w, cfg.heads) if cfg.attention else None
         self.task_attn = Attention(w, cfg.heads) if cfg.attention else None
-        self.pool = _mlp(2 * w, w, w)
+        self.pool_counts = cfg.pool_counts
+        self.pool = _mlp(2 * w + (2 if cfg.pool_counts else 0), w, w)
 
     def forward(
         self, tasks: torch.Tensor, nodes: torch.Tensor, task_mask: torch.Tensor, node_mask: torch.Tensor
@@ -119,7 +121,10 @@ class TokenEncoder(nn.Module):
         if self.node_attn is not None and self.task_attn is not None:
             n = self.node_attn(n, n, node_mask)
             t = self.task_attn(t, n, node_mask)
-        ctx = self.pool(torch.cat([masked_mean(t, task_mask), masked_mean(n, node_mask)], -1))
+        pooled = [masked_mean(t, task_mask), masked_mean(n, node_mask)]
+        if self.pool_counts:  # a mean cannot count, and when to hold a task depends on how many wait
+            pooled.append(torch.log1p(torch.stack([task_mask.sum(1), node_mask.sum(1)], -1).to(t.dtype)))
+        ctx = self.pool(torch.cat(pooled, -1))
         return t, n, ctx
 
 

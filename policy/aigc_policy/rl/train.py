@@ -11,7 +11,7 @@ Read top to bottom:
      best.pt keeps the best evaluated round.
   3. SAC: the stochastic policy collects episodes; one critic + actor update per decision,
      the actor keeping an imitation term on demo batches (SacConfig.bc_weight).
-  4. every `--eval-every` updates: deterministic (arg-max, zero chain noise) evaluation on
+  4. every `--eval-every` updates: deterministic (actions.greedy_action, zero chain noise) evaluation on
      held-out seeds, CSV logs, `last.pt` and `best.pt` checkpoints. `--resume` continues from
      `last.pt` (the replay buffer is rebuilt from fresh episodes).
 Training seeds are seed*1000 + episode; evaluation seeds start at 10**6, so they never meet.
@@ -27,7 +27,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=500, help="SAC updates between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--pool-counts", action="store_true",
+                        help="EAT family: the pooled context also reads how many tasks wait and how many nodes there are")
     ts_train.add_arguments(parser)
 
 
@@ -258,13 +260,14 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     scenario_groups = _groups(args)
+    net_cfg = replace(ALGOS[args.algo], pool_counts=args.pool_counts)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "algo": args.algo, "scenario": args.scenario, "rates": args.rates, "mix": args.mix, "seed": args.seed,
-        "net": ALGOS[args.algo].to_dict(), "sac": asdict(SacConfig()),
+        "net": net_cfg.to_dict(), "sac": asdict(SacConfig()),
         "feature_schema_version": FEATURE_SCHEMA_VERSION, "git_commit": git_commit(),
     }
-    net = AgentNet(ALGOS[args.algo])
+    net = AgentNet(net_cfg)
     learner = SacLearner(net, SacConfig())
     progress = {"updates": 0, "decisions": 0, "episodes": 0, "warm_started": False, "best_score": -math.inf}
     last = args.out / "last.pt"
