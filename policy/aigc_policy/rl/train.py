@@ -275,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
         if not last.exists():
             raise UsageError(f"--resume: no checkpoint at {last}")
         net, ckpt = load_checkpoint(last)
+        meta["net"] = ckpt["meta"]["net"]  # the checkpoint's architecture, whatever flags the resume has
         learner = SacLearner(net, SacConfig())
         learner.load_state_dict(ckpt["learner"])
         progress = ckpt["progress"]
