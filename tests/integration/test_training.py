@@ -41,11 +41,11 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--algo", "sac", "--scenario", "eat-reference", "--out", str(out), "--demo-episodes", "2",
             "--bc-updates", "5", "--eval-every", "5", "--eval-episodes", "1", "--batch", "16"]
-    assert main([*args, "--budget", "10", "--pool-counts"]) == 0
+    assert main([*args, "--budget", "10", "--pool-counts", "--count-flags"]) == 0
     _, first = load_checkpoint(out / "last.pt")
     assert main([*args, "--budget", "20", "--resume"]) == 0  # without the flag: the checkpoint's net goes on
     _, second = load_checkpoint(out / "last.pt")  # loads only if its config matches its weights
-    assert second["meta"]["net"]["pool_counts"]
+    assert second["meta"]["net"]["pool_counts"] and second["meta"]["net"]["count_flags"]
     assert second["progress"]["updates"] >= 20 > first["progress"]["updates"]
     assert second["progress"]["warm_started"]
 
@@ -53,6 +53,11 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
 def test_bad_budget_is_a_usage_error(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--budget", "soon"]) == 2
     assert "--budget" in capsys.readouterr().err
+
+
+def test_count_flags_without_pool_counts_is_a_usage_error(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path), "--count-flags"]) == 2
+    assert "--count-flags extends --pool-counts" in capsys.readouterr().err
 
 
 class RateRecordingTeacher:

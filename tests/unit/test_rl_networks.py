@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from aigc_policy.features import Encoder  # noqa: E402
+from aigc_policy.features import MAX_QUEUE, Encoder  # noqa: E402
 from aigc_policy.rl.diffusion import LogitDenoiser, cosine_alpha_bar  # noqa: E402
-from aigc_policy.rl.networks import ALGOS, NEG, AgentNet  # noqa: E402
+from aigc_policy.rl.networks import ALGOS, NEG, AgentNet, count_features  # noqa: E402
 from aigc_policy.rl.replay import collate  # noqa: E402
 from aigc_policy.scenario import load_scenario  # noqa: E402
 from aigc_policy.synthetic import random_snapshot  # noqa: E402
@@ -79,6 +79,18 @@ def test_only_a_context_that_reads_counts_tells_a_queue_from_the_same_queue_twic
     with torch.no_grad():
         ctx_one, ctx_two = net.encode(one)[2], net.encode(two)[2]
     assert torch.allclose(ctx_one, ctx_two, atol=1e-6) != pool_counts
+
+
+def test_count_flags_step_between_adjacent_counts_where_the_log_count_barely_moves():
+    counts = torch.tensor([15.0, 16.0])
+    log_only = count_features(counts, torch.tensor([8.0, 8.0]), flags=False)
+    flagged = count_features(counts, torch.tensor([8.0, 8.0]), flags=True)
+    assert flagged.shape == (2, 2 + MAX_QUEUE) and torch.equal(flagged[:, :2], log_only)
+    assert (log_only[1] - log_only[0]).abs().max() < 0.1
+    assert flagged[0, 2:].tolist() == [1.0] * 14 + [0.0] * (MAX_QUEUE - 14)  # 15 > k for k = 1..14
+    assert (flagged[1, 2:] - flagged[0, 2:]).tolist() == [0.0] * 14 + [1.0] + [0.0] * (MAX_QUEUE - 15)
+    net = AgentNet(replace(ALGOS["eat"], pool_counts=True, count_flags=True))
+    assert net.encoder.pool[0].in_features == 2 * ALGOS["eat"].width + 2 + MAX_QUEUE
 
 
 def test_deterministic_path_is_repeatable_and_noise_matters():

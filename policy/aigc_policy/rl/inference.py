@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.functional import linear, silu
 
 from aigc_policy.features import N_GANG
-from aigc_policy.rl.networks import NEG, AgentNet, Attention, attend
+from aigc_policy.rl.networks import NEG, AgentNet, Attention, attend, count_features
 
 
 def _attend(block: Attention, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
@@ -80,7 +80,7 @@ class InferencePolicy(nn.Module):
             t = _attend(enc.task_attn, t, n)
         pooled = [t.mean(0), n.mean(0)]
         if enc.pool_counts:  # counted from the tokens, so the queue and node axes stay dynamic
-            pooled.append(torch.log1p(torch.stack([torch.ones_like(t[:, 0]).sum(), torch.ones_like(n[:, 0]).sum()])))
+            pooled.append(count_features(torch.ones_like(t[:, 0]).sum(), torch.ones_like(n[:, 0]).sum(), enc.count_flags))
         ctx = enc.pool(torch.cat(pooled, -1))
         return t, n, ctx
 

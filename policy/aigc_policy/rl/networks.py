@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from aigc_policy.features import NODE_FEATURES, PAIR_FEATURES, TASK_FEATURES
+from aigc_policy.features import MAX_QUEUE, NODE_FEATURES, PAIR_FEATURES, TASK_FEATURES
 from aigc_policy.placement import STEP_BUCKETS
 from aigc_policy.rl.diffusion import LogitDenoiser
 
 NEG = -1e9  # masked logit: finite so that 0 * NEG stays 0 in expectations
+_COUNT_STEPS = torch.arange(1, MAX_QUEUE + 1, dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class NetConfig:
     lean_actor: bool = False  # actor pair head without its second per-action layer
     critic_pair_width: int = 0  # 0: pair_width (critics are not in the exported graph)
     pool_counts: bool = False  # the pooled context also reads log1p of the task and node counts
+    count_flags: bool = False  # with pool_counts: and one flag per task count, #tasks > k (k = 1..MAX_QUEUE)
+
+    @property
+    def count_width(self) -> int:
+        return (2 + (MAX_QUEUE if self.count_flags else 0)) if self.pool_counts else 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +105,17 @@ def attend(
     return scores.softmax(-1) @ v
 
 
+def count_features(n_tasks: torch.Tensor, n_nodes: torch.Tensor, flags: bool) -> torch.Tensor:
+    """What the context reads of the token counts (float tensors of one shape [...]): [..., 2]
+    log(1 + count) of tasks and nodes, with `flags` then [..., MAX_QUEUE] flags #tasks > k. A log
+    count puts 15 and 16 waiting tasks 0.06 apart; a rule that holds tasks until the window is
+    full needs a sharp step there."""
+    out = torch.log1p(torch.stack([n_tasks, n_nodes], -1))
+    if flags:
+        out = torch.cat([out, (n_tasks[..., None] > _COUNT_STEPS).to(out.dtype)], -1)
+    return out
+
+
 class TokenEncoder(nn.Module):
     """Embeds task and node tokens; with attention, nodes attend to nodes and tasks to nodes."""
 
@@ -110,8 +127,8 @@ class TokenEncoder(nn.Module):
         self.type_emb = nn.Parameter(torch.randn(2, w) * 0.02)
         self.node_attn = Attention(w, cfg.heads) if cfg.attention else None
         self.task_attn = Attention(w, cfg.heads) if cfg.attention else None
-        self.pool_counts = cfg.pool_counts
-        self.pool = _mlp(2 * w + (2 if cfg.pool_counts else 0), w, w)
+        self.pool_counts, self.count_flags = cfg.pool_counts, cfg.count_flags
+        self.pool = _mlp(2 * w + cfg.count_width, w, w)
 
     def forward(
         self, tasks: torch.Tensor, nodes: torch.Tensor, task_mask: torch.Tensor, node_mask: torch.Tensor
@@ -123,7 +140,7 @@ class TokenEncoder(nn.Module):
             t = self.task_attn(t, n, node_mask)
         pooled = [masked_mean(t, task_mask), masked_mean(n, node_mask)]
         if self.pool_counts:  # a mean cannot count, and when to hold a task depends on how many wait
-            pooled.append(torch.log1p(torch.stack([task_mask.sum(1), node_mask.sum(1)], -1).to(t.dtype)))
+            pooled.append(count_features(task_mask.sum(1).to(t.dtype), node_mask.sum(1).to(t.dtype), self.count_flags))
         ctx = self.pool(torch.cat(pooled, -1))
         return t, n, ctx
 

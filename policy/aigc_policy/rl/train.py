@@ -85,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=500, help="SAC updates between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--count-flags", action="store_true",
+                        help="with --pool-counts: the context also reads one flag per task count (#tasks > k)")
     parser.add_argument("--pool-counts", action="store_true",
                         help="EAT family: the pooled context also reads how many tasks wait and how many nodes there are")
     ts_train.add_arguments(parser)
@@ -260,7 +262,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     scenario_groups = _groups(args)
-    net_cfg = replace(ALGOS[args.algo], pool_counts=args.pool_counts)
+    if args.count_flags and not args.pool_counts:
+        raise UsageError("--count-flags extends --pool-counts: give both")
+    net_cfg = replace(ALGOS[args.algo], pool_counts=args.pool_counts, count_flags=args.count_flags)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "algo": args.algo, "scenario": args.scenario, "rates": args.rates, "mix": args.mix, "seed": args.seed,
