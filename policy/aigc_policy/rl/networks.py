@@ -38,7 +38,7 @@ class NetConfig:
     lean_actor: bool = False  # actor pair head without its second per-action layer
     critic_pair_width: int = 0  # 0: pair_width (critics are not in the exported graph)
     pool_counts: bool = False  # the pooled context also reads log1p of the task and node counts
-    count_flags: bool = False  # with pool_counts: and one flag per task count, #tasks > k (k = 1..MAX_QUEUE)
+    count_flags: bool = False  # with pool_counts, also one flag per threshold: #tasks > k for k = 1..MAX_QUEUE
 
     @property
     def count_width(self) -> int:
