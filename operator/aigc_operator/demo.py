@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import suppress
@@ -25,6 +26,8 @@ import yaml
 
 from aigc_operator import devcluster
 from aigc_operator.devcluster import ClusterInfo, LocalCluster
+from aigc_operator.devharness import DcgmExporter
+from aigc_operator.gpu_metrics import PrometheusSampler
 from aigc_operator.stack import CLI, OperatorOptions, Stack, WorkerOptions
 
 TASK_NAMESPACE = "default"
@@ -33,6 +36,7 @@ TERMINAL = ("Succeeded", "Failed")
 DEMO_MODELS = {"sd-turbo": "sd-turbo", "sd15": "sd15", "sdxl": "sdxl"}
 TINY_MODELS_VERSION = "1"
 WORKER_FLAGS = ("--device", "cpu", "--local-files-only")
+FRESH_METRICS_S = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +63,7 @@ class TaskRow:
     model: str
     phase: str
     nodes: str
+    policy: str
     gang: int
     steps: int
     wait_s: float | None
@@ -88,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         stack.install()
         _say(3, "generating tiny Stable Diffusion pipelines (cached after the first run)")
         catalog = tiny_catalog(state)
-        _say(4, f"starting the operator (policy {args.policy}) and {args.nodes} workers")
+        _say(4, f"starting the operator (policy {args.policy}), {args.nodes} workers and stand-in GPU metrics")
+        # kwok nodes have no GPU for dcgm-exporter to read: a stand-in serves its format for them
+        exporter = DcgmExporter(sorted(stack.node_classes()))
+        cluster.add_scrape_target("dcgm", exporter.address)
         stack.start_operator(OperatorOptions(policy=args.policy, catalog=catalog, heartbeat_ttl_s=30.0))
         # One torch thread per worker: each stands for one GPU, and oversubscribed OpenMP pools on
         # a small machine slow every worker down many times over.
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             WorkerOptions(simulate=None, catalog=catalog, extra=WORKER_FLAGS), env={"OMP_NUM_THREADS": "1"}
         )
         _wait_for_workers(info, args.nodes, timeout=180.0)
+        _wait_for_fresh_metrics(stack, info, args.nodes, timeout=120.0)
         _say(5, f"submitting {args.tasks} AIGCTasks built from manifests/examples with kubectl")
         names = _submit_burst(info, args.tasks, args.max_side)
         rows = _wait_for(info, names, args.timeout)
@@ -107,8 +116,12 @@ def run(args: argparse.Namespace) -> int:
             (state / "pids.json").write_text(json.dumps([p.pid for p in stack.processes()]))
             print(
                 f"\nstill running (--keep). KUBECONFIG={info.kubeconfig}\nstop with: aigc-edge demo --stop {state}"
+                "\n(the stand-in GPU metrics stopped with the demo: later tasks are placed by the fallback policy)"
             )
         return 1 if failed else 0
+    except RuntimeError as exc:  # a component that did not come up: its log is in the state folder
+        print(f"aigc-edge demo: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         if not args.keep:
             stack.stop()
@@ -141,6 +154,24 @@ def _wait_for_workers(info: ClusterInfo, count: int, timeout: float) -> None:
             return
         time.sleep(1.0)
     raise RuntimeError(f"workers did not all start within {timeout:.0f}s; see the logs folder")
+
+
+def _wait_for_fresh_metrics(stack: Stack, info: ClusterInfo, count: int, timeout: float) -> None:
+    """Until Prometheus holds a fresh GPU sample of every node and the operator has read one: a
+    burst that meets stale metrics is placed by the fallback policy (reason MetricsStale), and the
+    demo would show that policy instead of the one it runs."""
+    sampler = PrometheusSampler(info.prometheus_url, timeout_s=3.0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reading = sampler.sample()
+        health = stack.operator_health() or {}
+        fresh = reading.up and len(reading.nodes) >= count and all(
+            sample.age_s < FRESH_METRICS_S for sample in reading.nodes.values()
+        )
+        if fresh and "fallbackActive" in health and health["fallbackActive"] is None:
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"node GPU metrics were not fresh in Prometheus within {timeout:.0f}s; see the logs folder")
 
 
 def tiny_catalog(state: Path) -> Path:
@@ -225,6 +256,7 @@ def _row(item: dict) -> TaskRow:
         model=spec["model"],
         phase=status.get("phase", "Pending"),
         nodes=",".join(placement.get("nodes", [])),
+        policy=_policy_label(placement),
         gang=int(placement.get("gangSize", 0)),
         steps=int(placement.get("steps", 0)),
         wait_s=wait_s,
@@ -234,18 +266,24 @@ def _row(item: dict) -> TaskRow:
     )
 
 
+def _policy_label(placement: dict) -> str:
+    """The policy that placed the task; a fallback names its reason (say, eft: MetricsStale)."""
+    policy, reason = placement.get("policy", "-"), placement.get("fallbackReason")
+    return f"{policy}: {reason}" if reason else policy
+
+
 def _seconds(millis: object) -> float | None:
     return None if millis is None else int(millis) / 1000.0
 
 
 def _table(rows: list[TaskRow]) -> str:
-    head = "| task | model | phase | nodes | gang | steps | wait s | run s | deadline met | result |"
-    lines = [head, "|" + "---|" * 10]
+    head = "| task | model | phase | nodes | placed by | gang | steps | wait s | run s | deadline met | result |"
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         wait = "-" if r.wait_s is None else f"{r.wait_s:.2f}"
         run = "-" if r.run_s is None else f"{r.run_s:.2f}"
         lines.append(
-            f"| {r.name} | {r.model} | {r.phase} | {r.nodes} | {r.gang} | {r.steps} | {wait} | {run} "
+            f"| {r.name} | {r.model} | {r.phase} | {r.nodes} | {r.policy} | {r.gang} | {r.steps} | {wait} | {run} "
             f"| {r.deadline_met} | {r.result} |"
         )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ a SIGKILL reaches exactly it and its children. Only the standard library (+ devc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aigc_operator.devcluster import LocalCluster, repo_root
 
@@ -187,6 +189,17 @@ class Stack:
         self.operator = self.operator_proc(options or OperatorOptions(), launcher).start()
         self.cluster.add_scrape_target("aigc-operator", f"127.0.0.1:{self.operator.ports['metrics']}")
         return self.operator
+
+    def operator_health(self, timeout: float = 3.0) -> dict[str, Any] | None:
+        """The scheduler part of the operator's /healthz (None while it does not answer)."""
+        if self.operator is None:
+            return None
+        url = f"http://127.0.0.1:{self.operator.ports['liveness']}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return json.load(resp)["scheduler"]
+        except (OSError, KeyError, ValueError):
+            return None
 
     def operator_metrics(self, timeout: float = 3.0) -> str:
         """The operator's own /metrics text ('' while it is down)."""
