@@ -23,8 +23,9 @@ $(VENV)/.deps-installed: pyproject.toml
 	$(BIN)/pip install --quiet --progress-bar off -e '.[operator,worker,train,dev]'
 	touch $@
 
+# The relink's setuptools warnings go to a log, shown only if it fails.
 install: $(VENV)/.deps-installed
-	@$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . >/dev/null
+	@$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . >$(VENV)/relink.log 2>&1 || { cat $(VENV)/relink.log; exit 1; }
 
 components:
 	bash hack/build-components.sh
