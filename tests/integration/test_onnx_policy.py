@@ -36,12 +36,13 @@ def test_torch_and_onnx_runtime_agree_on_1000_states(exported):
     assert disagree == 0
 
 
-@pytest.mark.parametrize("variant", ["first-architecture", "dsac", "sac", "pool-counts", "count-flags"])
+@pytest.mark.parametrize("variant", ["first-architecture", "dsac", "sac", "pool-counts", "count-flags", "task-ranks"])
 def test_every_network_variant_exports_to_a_graph_that_computes_what_was_trained(variant, tmp_path):
     """The exported graph folds weights and drops padding (rl/inference.py); these variants take its
     other branches: a second per-action layer and a 16-wide 6-step chain (the NetConfig defaults of
     the first shipped policy), no attention, no chain, and a context that reads the token counts
-    (which must stay dynamic: the check runs at other sizes than the export's), also as flags."""
+    (which must stay dynamic: the check runs at other sizes than the export's), also as flags, and
+    task tokens that read their ranks in the queue planner's orders (compared across the queue)."""
     from dataclasses import replace
 
     from aigc_policy.rl.networks import NetConfig
@@ -51,6 +52,7 @@ def test_every_network_variant_exports_to_a_graph_that_computes_what_was_trained
         "first-architecture": NetConfig(),
         "pool-counts": replace(ALGOS["eat"], pool_counts=True),
         "count-flags": replace(ALGOS["eat"], pool_counts=True, count_flags=True),
+        "task-ranks": replace(ALGOS["eat"], pool_counts=True, task_ranks=True),
     }
     net = AgentNet(configs.get(variant) or ALGOS[variant]).eval()
     path = tmp_path / "policy.onnx"

@@ -41,11 +41,11 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--algo", "sac", "--scenario", "eat-reference", "--out", str(out), "--demo-episodes", "2",
             "--bc-updates", "5", "--eval-every", "5", "--eval-episodes", "1", "--batch", "16"]
-    assert main([*args, "--budget", "10", "--pool-counts", "--count-flags"]) == 0
+    assert main([*args, "--budget", "10", "--pool-counts", "--count-flags", "--task-ranks"]) == 0
     _, first = load_checkpoint(out / "last.pt")
     assert main([*args, "--budget", "20", "--resume"]) == 0  # without the flag: the checkpoint's net goes on
     _, second = load_checkpoint(out / "last.pt")  # loads only if its config matches its weights
-    assert second["meta"]["net"]["pool_counts"] and second["meta"]["net"]["count_flags"]
+    assert all(second["meta"]["net"][flag] for flag in ("pool_counts", "count_flags", "task_ranks"))
     assert second["progress"]["updates"] >= 20 > first["progress"]["updates"]
     assert second["progress"]["warm_started"]
 

@@ -52,10 +52,10 @@ def test_masked_logits_and_value_shapes(algo):
         assert q_place.shape == logits.shape and q_steps.shape == steps.shape
 
 
-@pytest.mark.parametrize("pool_counts", [False, True])
-def test_padding_does_not_change_a_state_s_logits(pool_counts):
+@pytest.mark.parametrize("options", [{}, {"pool_counts": True}, {"task_ranks": True}], ids=["plain", "counts", "ranks"])
+def test_padding_does_not_change_a_state_s_logits(options):
     torch.manual_seed(0)
-    net = AgentNet(replace(ALGOS["eat"], pool_counts=pool_counts)).eval()
+    net = AgentNet(replace(ALGOS["eat"], **options)).eval()
     alone = batch_of([(3, 2)])
     padded = batch_of([(3, 2), (6, 5)])
     with torch.no_grad():

@@ -23,6 +23,7 @@ from torch.nn.functional import linear, silu
 
 from aigc_policy.features import N_GANG
 from aigc_policy.rl.networks import NEG, AgentNet, Attention, attend, count_features
+from aigc_policy.rl.queue_order import task_rank_features
 
 
 def _attend(block: Attention, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
@@ -71,9 +72,14 @@ class InferencePolicy(nn.Module):
         self.register_buffer("w_steps_task", first_steps.weight[:, : cfg.width].detach().clone())
         self.register_buffer("w_steps_ctx", first_steps.weight[:, cfg.width :].detach().clone())
 
-    def _tokens(self, tasks: torch.Tensor, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _tokens(
+        self, tasks: torch.Tensor, nodes: torch.Tensor, pairs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Task and node tokens [Q, W], [N, W] and the context [W] from tasks [1, Q, F], nodes [N, F]."""
         enc = self.net.encoder
-        t = enc.task_in(tasks) + enc.type_emb[0]
+        if enc.task_ranks:
+            tasks = torch.cat([tasks, task_rank_features(tasks, pairs, None)], -1)
+        t = enc.task_in(tasks[0]) + enc.type_emb[0]
         n = enc.node_in(nodes) + enc.type_emb[1]
         if enc.node_attn is not None and enc.task_attn is not None:
             n = _attend(enc.node_attn, n, n)
@@ -116,7 +122,7 @@ class InferencePolicy(nn.Module):
         action_mask: torch.Tensor,
         steps_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        t, n, ctx = self._tokens(tasks[0], nodes[0])
+        t, n, ctx = self._tokens(tasks, nodes[0], pairs)
         wait, place = self.head.wait(ctx)[None], self._action_hidden(t, n, ctx, pairs)
         x = self._chain(torch.cat([self._first(wait), self._first(place)], 1))  # one chain: wait, then places
         place = x[:, 1:].reshape(t.shape[0], -1, N_GANG).transpose(1, 2).reshape(1, -1)  # [Q, N, G] -> task-gang-anchor

@@ -19,6 +19,7 @@ from torch import nn
 from aigc_policy.features import MAX_QUEUE, NODE_FEATURES, PAIR_FEATURES, TASK_FEATURES
 from aigc_policy.placement import STEP_BUCKETS
 from aigc_policy.rl.diffusion import LogitDenoiser
+from aigc_policy.rl.queue_order import RANK_WIDTH, task_rank_features
 
 NEG = -1e9  # masked logit: finite so that 0 * NEG stays 0 in expectations
 _COUNT_STEPS = torch.arange(1, MAX_QUEUE + 1, dtype=torch.float32)
@@ -39,10 +40,15 @@ class NetConfig:
     critic_pair_width: int = 0  # 0: pair_width (critics are not in the exported graph)
     pool_counts: bool = False  # the pooled context also reads log1p of the task and node counts
     count_flags: bool = False  # with pool_counts, also one flag per threshold: #tasks > k for k = 1..MAX_QUEUE
+    task_ranks: bool = False  # task tokens also read their place in the queue planner's orders (queue_order.py)
 
     @property
     def count_width(self) -> int:
         return (2 + (MAX_QUEUE if self.count_flags else 0)) if self.pool_counts else 0
+
+    @property
+    def task_width(self) -> int:
+        return TASK_FEATURES + (RANK_WIDTH if self.task_ranks else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,17 +128,20 @@ class TokenEncoder(nn.Module):
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
         w = cfg.width
-        self.task_in = _mlp(TASK_FEATURES, w, w)
+        self.task_in = _mlp(cfg.task_width, w, w)
         self.node_in = _mlp(NODE_FEATURES, w, w)
         self.type_emb = nn.Parameter(torch.randn(2, w) * 0.02)
         self.node_attn = Attention(w, cfg.heads) if cfg.attention else None
         self.task_attn = Attention(w, cfg.heads) if cfg.attention else None
-        self.pool_counts, self.count_flags = cfg.pool_counts, cfg.count_flags
+        self.pool_counts, self.count_flags, self.task_ranks = cfg.pool_counts, cfg.count_flags, cfg.task_ranks
         self.pool = _mlp(2 * w + cfg.count_width, w, w)
 
     def forward(
-        self, tasks: torch.Tensor, nodes: torch.Tensor, task_mask: torch.Tensor, node_mask: torch.Tensor
+        self, tasks: torch.Tensor, nodes: torch.Tensor, pairs: torch.Tensor, task_mask: torch.Tensor,
+        node_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.task_ranks:
+            tasks = torch.cat([tasks, task_rank_features(tasks, pairs, task_mask)], -1)
         t = self.task_in(tasks) + self.type_emb[0]
         n = self.node_in(nodes) + self.type_emb[1]
         if self.node_attn is not None and self.task_attn is not None:
@@ -233,7 +242,7 @@ class AgentNet(nn.Module):
         self.critics = nn.ModuleList([Critic(cfg), Critic(cfg)])
 
     def encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.encoder(batch["tasks"], batch["nodes"], batch["task_mask"], batch["node_mask"])
+        return self.encoder(batch["tasks"], batch["nodes"], batch["pairs"], batch["task_mask"], batch["node_mask"])
 
     def policy(
         self,

@@ -87,6 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--count-flags", action="store_true",
                         help="with --pool-counts: the context also reads one flag per task count (#tasks > k)")
+    parser.add_argument("--task-ranks", action="store_true",
+                        help="EAT family: task tokens also read their place in the queue planner's orders")
     parser.add_argument("--pool-counts", action="store_true",
                         help="EAT family: the pooled context also reads how many tasks wait and how many nodes there are")
     ts_train.add_arguments(parser)
@@ -264,7 +266,9 @@ def run(args: argparse.Namespace) -> int:
     scenario_groups = _groups(args)
     if args.count_flags and not args.pool_counts:
         raise UsageError("--count-flags extends --pool-counts: give both")
-    net_cfg = replace(ALGOS[args.algo], pool_counts=args.pool_counts, count_flags=args.count_flags)
+    net_cfg = replace(
+        ALGOS[args.algo], pool_counts=args.pool_counts, count_flags=args.count_flags, task_ranks=args.task_ranks
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "algo": args.algo, "scenario": args.scenario, "rates": args.rates, "mix": args.mix, "seed": args.seed,
