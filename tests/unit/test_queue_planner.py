@@ -2,7 +2,7 @@
 
 import pytest
 from aigc_policy import policies
-from aigc_policy.baselines.queue_planner import UNBOUND_HOLD, QueuePlanner
+from aigc_policy.baselines.queue_planner import RULES, UNBOUND_HOLD, QueuePlanner, _rows
 from aigc_policy.scenario import load_scenario
 from aigc_policy.sim import Simulator
 from aigc_policy.snapshot import TaskSpec
@@ -69,3 +69,23 @@ def test_options_are_parsed_and_bad_ones_named():
         policies.make("queue-plan:horizon=3")
     with pytest.raises(ValueError, match="hold=1.5 must be a non-negative whole number"):
         policies.make("queue-plan:hold=1.5")
+    assert policies.make("queue-plan:commit=slack^1").commit_rule == "slack^1"
+    with pytest.raises(ValueError, match="commit='soonest' is not a rule"):
+        policies.make("queue-plan:commit=soonest")
+
+
+def test_a_full_window_commits_the_first_task_of_the_commit_rule():
+    scenario = load_scenario("edge-hetero", rate=4.0)
+    cheapest, by_rule = policies.make("queue-plan", scenario), policies.make("queue-plan:commit=edf", scenario)
+    sim = Simulator(scenario, seed=3)
+    commits = differ = 0
+    while not sim.done:
+        snap = sim.snapshot()
+        choice = cheapest.decide(snap)
+        if len(snap.queue) > cheapest.hold:
+            rows = _rows(snap)
+            expected = rows[RULES["edf"](rows, snap.now)[0]].index
+            assert by_rule.decide(snap).task_index == expected
+            commits, differ = commits + 1, differ + (choice.task_index != expected)
+        sim.step(choice)
+    assert commits > 20 and differ > 0  # the cheapest plan does not always start with edf's task

@@ -21,7 +21,9 @@ Holding tasks has a price the planner must respect: the visible queue is bounded
 beyond it cannot be seen (a short task that arrives behind a full window waits unseen). So once
 more than `hold` tasks wait, the cheapest plan's first task is committed at once on the gang that
 finishes it first, as `eft` would. By default `hold` is the bound scenario's visible queue minus
-one.
+one. `commit=RULE` commits the first task of that rule's order instead: a choice a learned
+student can copy from what a task token sees (rl/queue_order.py), where the cheapest of five
+plans is a global comparison it cannot see.
 
 It plans the known queue only (no guessed arrivals) and ignores the model loads that earlier
 planned tasks would cause, so a decision costs a few list schedules of the visible queue:
@@ -109,15 +111,16 @@ RULES: dict[str, Rule] = {
 
 
 class QueuePlanner:
-    """`queue-plan[:OPTIONS]`, OPTIONS `/`-separated `miss=S`, `hold=N`, `gangs=N`, e.g.
-    `queue-plan:miss=20/hold=12` (see the module docstring)."""
+    """`queue-plan[:OPTIONS]`, OPTIONS `/`-separated `miss=S`, `hold=N`, `gangs=N`, `commit=RULE`,
+    e.g. `queue-plan:miss=20/hold=12` (see the module docstring)."""
 
     name = "queue-plan"
 
     def __init__(self, options: str = "") -> None:
         settings = _parse_options(options)
-        self.miss_penalty_s = settings.get("miss", MISS_PENALTY_S)
+        self.miss_penalty_s = float(settings.get("miss", MISS_PENALTY_S))
         self.gangs_up_to = int(settings.get("gangs", GANGS_UP_TO))
+        self.commit_rule = str(settings["commit"]) if "commit" in settings else None
         self._hold_option = int(settings["hold"]) if "hold" in settings else None
         self.hold = UNBOUND_HOLD if self._hold_option is None else self._hold_option
 
@@ -135,7 +138,8 @@ class QueuePlanner:
             return None
         plan = self.best_plan(snap, rows)
         if len(snap.queue) > self.hold or not snap.has_future_events:
-            row = rows[plan.order[0]]
+            order = plan.order if self.commit_rule is None else RULES[self.commit_rule](rows, snap.now)
+            row = rows[order[0]]
             gang = min(row.smallest, key=lambda g: row.options[g].done_s)
             return Placement(row.index, gang, row.steps)
         return plan.first
@@ -182,16 +186,22 @@ def _rows(snap: ClusterSnapshot) -> list[_Row]:
     return rows
 
 
-def _parse_options(options: str) -> dict[str, float]:
-    settings: dict[str, float] = {}
+def _parse_options(options: str) -> dict[str, float | str]:
+    settings: dict[str, float | str] = {}
     for part in filter(None, (p.strip() for p in options.split("/"))):
         key, eq, value = part.partition("=")
-        if not eq or key not in ("miss", "hold", "gangs"):
-            raise ValueError(f"queue-plan: unknown option {part!r} (known: miss=S, hold=N, gangs=N)")
+        if not eq or key not in ("miss", "hold", "gangs", "commit"):
+            raise ValueError(f"queue-plan: unknown option {part!r} (known: miss=S, hold=N, gangs=N, commit=RULE)")
+        if key == "commit":
+            if value not in RULES:
+                raise ValueError(f"queue-plan: commit={value!r} is not a rule (known: {', '.join(RULES)})")
+            settings[key] = value
+            continue
         try:
-            settings[key] = float(value)
+            number = float(value)
         except ValueError:
             raise ValueError(f"queue-plan: {key}={value!r} is not a number") from None
-        if settings[key] < 0 or (key != "miss" and not settings[key].is_integer()):
+        if number < 0 or (key != "miss" and not number.is_integer()):
             raise ValueError(f"queue-plan: {key}={value} must be a non-negative {'number' if key == 'miss' else 'whole number'}")
+        settings[key] = number
     return settings
