@@ -165,9 +165,11 @@ def test_shipped_default_policy_matches_opt_ts_at_high_load_on_edge_hetero():
 
 
 def test_shipped_edge_hetero_policy_beats_the_best_heuristic_at_high_load():
-    """The same 12 held-out episodes: the edge-hetero file (a student of the queue planner, with a
-    context that counts tokens) against opt-ts, the best heuristic at 4 tasks/s. Measured: 9.35 s /
-    95.3 % SLO vs 11.08 s / 90.8 % (-15.5 %, +4.6 points), the planner 9.59 s / 97.8 %."""
+    """The same 12 held-out episodes: the edge-hetero file (a student of the queue planner whose
+    context counts tokens and whose task tokens read their rank in the planner's orders) against
+    opt-ts, the best heuristic at 4 tasks/s, held to the issue's targets (>= 10 % lower response,
+    >= 5 SLO points). Measured: 9.48 s / 96.8 % SLO vs 11.08 s / 90.8 % (-14.4 %, +6.1 points),
+    the planner 9.59 s / 97.8 %."""
     scenario = load_scenario("edge-hetero", rate=4.0)
 
     def means(spec: str) -> tuple[float, float, float]:
@@ -175,7 +177,7 @@ def test_shipped_edge_hetero_policy_beats_the_best_heuristic_at_high_load():
 
     (eat, eat_slo, eat_quality), (opt_ts, opt_ts_slo, opt_ts_quality) = means("eat"), means("opt-ts")
     assert eat < 0.9 * opt_ts
-    assert eat_slo >= opt_ts_slo + 0.03 and eat_quality >= opt_ts_quality
+    assert eat_slo >= opt_ts_slo + 0.05 and eat_quality >= opt_ts_quality
 
 
 def test_a_corrupt_shipped_file_fails_at_reset_so_bench_and_operator_refuse_it_up_front(tmp_path, monkeypatch, capsys):
