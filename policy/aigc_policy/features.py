@@ -19,13 +19,14 @@ that queues of minutes stay in a small range; GPU classes are described by what 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from aigc_policy.actions import bucket_steps
 from aigc_policy.placement import STEP_BUCKETS, allowed_gang_sizes, min_acceptable_steps
-from aigc_policy.snapshot import GANG_SIZES, ClusterSnapshot, PerfModel, TaskSpec
+from aigc_policy.snapshot import GANG_SIZES, ClusterSnapshot, NodeState, PerfModel, TaskSpec
 
 FEATURE_SCHEMA_VERSION = 1
 MAX_QUEUE = 32
@@ -114,35 +115,58 @@ class EncodedState:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+class _GrowingTable:
+    """Float rows appended one at a time and gathered by index; storage doubles when full."""
+
+    def __init__(self, width: int) -> None:
+        self.rows = np.empty((64, width))
+        self.size = 0
+
+    def append(self, row: list[float]) -> int:
+        if self.size == len(self.rows):
+            self.rows = np.concatenate([self.rows, np.empty_like(self.rows)])
+        self.rows[self.size] = row
+        self.size += 1
+        return self.size - 1
+
+
 class _ShapeRows:
     """What the encoder needs of each task shape (model, size, steps, floor, gangs, work, transfer)
     that does not change while the task waits, one float row per shape: the static task fields
-    (NaN where filled per decision), gang sizes allowed, steps mask, the numbers the per-class
-    look-ups are scaled by, model VRAM, class-table id and model id. Cached across decisions (a
-    task waits through many, and shapes repeat) and gathered with one fancy index per decision.
+    (NaN where filled per decision), gang sizes allowed, steps mask, model VRAM, model id and the
+    id of its per-class block (_ClassTables.block_id). Cached across decisions (a task waits
+    through many, and shapes repeat) in one table per (distinct node classes, cluster gang sizes),
+    gathered with one fancy index per decision.
     """
 
     STATIC, ALLOWED = slice(0, TASK_FEATURES), slice(TASK_FEATURES, TASK_FEATURES + N_GANG)
     STEPS = slice(ALLOWED.stop, ALLOWED.stop + STEP_BUCKETS)
-    SCALE, IN_MBIT, OUT_MBIT, VRAM, KID, MODEL = range(STEPS.stop, STEPS.stop + 6)
-    WIDTH = MODEL + 1
+    VRAM, MODEL, BLOCK = range(STEPS.stop, STEPS.stop + 3)
+    WIDTH = BLOCK + 1
 
     def __init__(self) -> None:
-        self.ids: dict[tuple, int] = {}
-        self.rows = np.empty((64, self.WIDTH))
+        # (distinct node classes, cluster gang sizes) -> task shape key -> row of that group's table
+        self.ids: dict[tuple, dict[tuple, int]] = {}
+        self.tables: dict[tuple, _GrowingTable] = {}
+        self.count = 0
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.count
 
-    def add(self, key: tuple, row: list[float]) -> int:
-        hit = self.ids[key] = len(self.ids)
-        if hit == len(self.rows):
-            self.rows = np.concatenate([self.rows, np.empty_like(self.rows)])
-        self.rows[hit] = row
+    def known(self, group: tuple) -> dict[tuple, int]:
+        ids = self.ids.get(group)
+        if ids is None:
+            ids = self.ids[group] = {}
+            self.tables[group] = _GrowingTable(self.WIDTH)
+        return ids
+
+    def add(self, group: tuple, key: tuple, row: list[float]) -> int:
+        hit = self.ids[group][key] = self.tables[group].append(row)
+        self.count += 1
         return hit
 
     @staticmethod
-    def row(snap: ClusterSnapshot, t: TaskSpec, kid: int, model: int, tables: _ClassTables) -> list[float]:
+    def row(snap: ClusterSnapshot, t: TaskSpec, classes: tuple[str, ...], tables: _ClassTables) -> list[float]:
         perf = snap.perf
         floor = min_acceptable_steps(perf, t)
         allowed = allowed_gang_sizes(snap, t)
@@ -171,22 +195,27 @@ class _ShapeRows:
         ]
         steps = bucket_steps(perf, t)
         steps_mask = [float(s not in steps[:b]) for b, s in enumerate(steps)]
-        shipped = t.input_mbit > 0.0 or t.output_mbit > 0.0
-        # service = floor * work * seconds per step; transfers (only if the task ships anything)
-        nums = [floor * t.work_scale, t.input_mbit if shipped else 0.0, t.output_mbit if shipped else 0.0]
-        return [*static, *flags, *steps_mask, *nums, vram, kid, model]
+        model = tables.model_id(t.model)
+        return [*static, *flags, *steps_mask, vram, model, tables.block_id(t, floor, classes)]
 
 
 class _ClassTables:
-    """PerfModel look-ups per (distinct classes, model, size), stacked over the (model, size)
-    combinations seen so far: [K, C, G, 3] of (supported, seconds per step (0 where unsupported),
-    cold load), and link rate [K, C] (inf: transfers are free)."""
+    """PerfModel look-ups per (distinct classes, model, size): [C, G] supported (0/1), seconds per
+    step (0 where unsupported) and cold load, and link rate [C] (inf: transfers are free); and
+    the blocks built from them, a task's numbers per distinct class (block_id)."""
+
+    # a block is PER_CLASS columns per distinct class: per gang size supported (0/1), log of the
+    # warm and of the cold k-gang service; then for k = 1 supported, service, cold load and
+    # transfer (local, remote)
+    SUP, TL_WARM, TL_COLD = (slice(i * N_GANG, (i + 1) * N_GANG) for i in range(3))
+    K1 = slice(TL_COLD.stop, TL_COLD.stop + 5)
+    PER_CLASS = K1.stop
 
     def __init__(self, perf: PerfModel) -> None:
         self.perf = perf
-        self._ids: dict[tuple, int] = {}
-        self._rows: dict[tuple[str, ...], list[tuple[np.ndarray, ...]]] = {}
-        self._stacked: dict[tuple[str, ...], tuple[np.ndarray, ...]] = {}
+        self._look_ups: dict[tuple, tuple[np.ndarray, ...]] = {}
+        self.blocks: dict[tuple, int] = {}  # see block_id
+        self.block_tables: dict[tuple[str, ...], _GrowingTable] = {}
         self._quality: dict[tuple[str, int], float] = {}
         self.vram_cache: dict[str, float] = {}
         self.model_ids: dict[str, int] = {}
@@ -194,9 +223,9 @@ class _ClassTables:
     def model_id(self, model: str) -> int:
         return self.model_ids.setdefault(model, len(self.model_ids))
 
-    def kid(self, classes: tuple[str, ...], model: str, w: int, h: int) -> int:
+    def look_up(self, classes: tuple[str, ...], model: str, w: int, h: int) -> tuple[np.ndarray, ...]:
         key = (classes, model, w, h)
-        hit = self._ids.get(key)
+        hit = self._look_ups.get(key)
         if hit is None:
             perf = self.perf
             sup = np.array([[bool(perf.supports(c, model, w, h, k)) for k in GANG_SIZES] for c in classes])
@@ -206,17 +235,38 @@ class _ClassTables:
             load = np.array([[perf.load_seconds(c, model, k) for k in GANG_SIZES] for c in classes], dtype=np.float64)
             rates = [perf.link_mbps(c) for c in classes]
             rate = np.array([np.inf if r is None else r for r in rates], dtype=np.float64)
-            rows = self._rows.setdefault(classes, [])
-            hit = self._ids[key] = len(rows)
-            rows.append((np.stack([sup, step, load], -1), rate))
-            self._stacked.pop(classes, None)
+            hit = self._look_ups[key] = (sup.astype(np.float64), step, load, rate)
         return hit
 
-    def stacked(self, classes: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-        hit = self._stacked.get(classes)
+    def block_id(self, t: TaskSpec, floor: int, classes: tuple[str, ...]) -> int:
+        """Row of block_rows(classes) holding the task's numbers per distinct class, shared by the
+        shapes that differ only in fields a block does not read (priority, deadline, quality
+        floor at equal steps)."""
+        shipped = t.input_mbit > 0.0 or t.output_mbit > 0.0
+        in_mbit, out_mbit = (t.input_mbit, t.output_mbit) if shipped else (0.0, 0.0)
+        key = (classes, t.model, t.width, t.height, floor, t.work_scale, in_mbit, out_mbit)
+        hit = self.blocks.get(key)
         if hit is None:
-            hit = self._stacked[classes] = tuple(np.stack(col) for col in zip(*self._rows[classes], strict=True))
+            sup, step, load, rate = self.look_up(classes, t.model, t.width, t.height)
+            svc = floor * t.work_scale * step  # warm k-gang service [C, G] (0 where unsupported)
+            tr_local = out_mbit / rate
+            tr_remote = in_mbit / rate + tr_local
+            # warm: + 0.0 (not svc itself) as adding a zero load would, so -0.0 reads 0.0
+            tl_warm, tl_cold = _tlog(svc + 0.0), _tlog(svc + load)
+            k1 = [sup[:, :1], svc[:, :1], load[:, :1], tr_local[:, None], tr_remote[:, None]]
+            block = np.concatenate([sup, tl_warm, tl_cold, *k1], 1).ravel().tolist()
+            table = self.block_tables.get(classes)
+            if table is None:
+                table = self.block_tables[classes] = _GrowingTable(len(classes) * self.PER_CLASS)
+            hit = self.blocks[key] = table.append(block)
         return hit
+
+    def block_rows(self, classes: tuple[str, ...]) -> np.ndarray:
+        return self.block_tables[classes].rows
+
+    def drop_blocks(self) -> None:
+        self.blocks.clear()
+        self.block_tables.clear()
 
     def quality(self, model: str, steps: int) -> float:
         q = self._quality.get((model, steps))
@@ -231,8 +281,8 @@ class _ClassTables:
         return v
 
 
-def _shape_key(snap: ClusterSnapshot, t: TaskSpec) -> tuple:
-    return (t.model, t.width, t.height, t.min_steps, t.max_steps, t.min_quality, t.gang_sizes, snap.gang_sizes,
+def _shape_key(t: TaskSpec) -> tuple:
+    return (t.model, t.width, t.height, t.min_steps, t.max_steps, t.min_quality, t.gang_sizes,
             t.priority, t.deadline_s is None, t.work_scale, t.input_mbit, t.output_mbit)
 
 
@@ -258,6 +308,8 @@ class Encoder:
             self._classes.clear()
         elif len(self._shapes) > self.MAX_SHAPES:
             self._shapes = _ShapeRows()
+            if len(self._tables.blocks) > self.MAX_SHAPES:  # only with the shapes: they hold block ids
+                self._tables.drop_blocks()
         return self._tables
 
     def _class_index(self, snap: ClusterSnapshot, names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
@@ -275,15 +327,16 @@ class Encoder:
     ) -> np.ndarray:
         """[Q, _ShapeRows.WIDTH] rows of the visible tasks (a copy: safe to fill in)."""
         shapes = self._shapes
+        group = (distinct, snap.gang_sizes)
+        known = shapes.known(group)
         ids = []
         for t in tasks:
-            key = (distinct, *_shape_key(snap, t))
-            hit = shapes.ids.get(key)
+            key = _shape_key(t)
+            hit = known.get(key)
             if hit is None:
-                kid = tables.kid(distinct, t.model, t.width, t.height)
-                hit = shapes.add(key, _ShapeRows.row(snap, t, kid, tables.model_id(t.model), tables))
+                hit = shapes.add(group, key, _ShapeRows.row(snap, t, distinct, tables))
             ids.append(hit)
-        return shapes.rows[ids]
+        return shapes.tables[group].rows[ids]
 
     @staticmethod
     def _residency(snap: ClusterSnapshot, tables: _ClassTables) -> tuple[np.ndarray, ...]:
@@ -297,7 +350,7 @@ class Encoder:
         res_at: list[int] = []  # flat indices into [M, N]
         alone_at: list[int] = []
         group_at: list[int] = []  # flat indices into [M, N, G]
-        index: dict[str, int] | None = None
+        names: set[str] | None = None
         for j, nd in enumerate(nodes):
             residents = nd.resident
             if not residents:
@@ -309,7 +362,8 @@ class Encoder:
                 vram = vram_cache.get(model)
                 total += vram if vram is not None else vram_of(model)
                 size = len(group)
-                big = max(big, size)
+                if size > big:
+                    big = size
                 m = ids.get(model)
                 if m is None:  # not a model of any queue seen: no task reads it
                     continue
@@ -319,9 +373,9 @@ class Encoder:
                 if exact and alone:
                     alone_at.append(at)
                 if size in _GANG_INDEX:
-                    if not alone and index is None:
-                        index = {other.name: i for i, other in enumerate(nodes)}
-                    if alone or all(name in index for name in group):  # type: ignore[operator]
+                    if not alone and names is None:
+                        names = {other.name for other in nodes}
+                    if alone or names.issuperset(group):  # type: ignore[union-attr]
                         group_at.append(at * N_GANG + _GANG_INDEX[size])
             used[j], largest[j] = total, big
         resident = np.zeros((n_models, n), bool)
@@ -348,19 +402,22 @@ class Encoder:
         rows = self._shape_rows(snap, tasks, distinct, tables)  # registers the queue's model ids first
         used, n_res, largest, res_m, warm1_m, grp_m = self._residency(snap, tables)
         # ---- nodes
-        up = np.fromiter((nd.up for nd in nodes), bool, n)
-        free_at = np.fromiter((nd.free_at for nd in nodes), np.float64, n)
+        # one pass over the nodes; copied so that each column is contiguous like the arrays it replaces
+        up_f, free_at, metrics_age, inflight = np.array(
+            [(nd.up, nd.free_at, nd.metrics_age_s, nd.inflight) for nd in nodes], np.float64
+        ).T.copy()
+        up = up_f != 0.0
         start = np.maximum(now, free_at)
         vram = class_vram[cidx]
         nodes_out = np.empty((n, NODE_FEATURES), dtype=np.float64)
         nodes_out[:, 0] = up
         nodes_out[:, 1] = _tlog(free_at - now)
-        nodes_out[:, 2] = np.log1p(np.fromiter((nd.metrics_age_s for nd in nodes), np.float64, n) / 10.0)
+        nodes_out[:, 2] = np.log1p(metrics_age / 10.0)
         nodes_out[:, 3] = vram / VRAM_SCALE_GB
         nodes_out[:, 4] = np.maximum(vram - used, 0.0) / np.maximum(vram, 1e-6)
         nodes_out[:, 5] = n_res / 4.0
         nodes_out[:, 6] = largest / max(GANG_SIZES)
-        nodes_out[:, 7] = np.log1p(np.fromiter((nd.inflight for nd in nodes), np.float64, n))
+        nodes_out[:, 7] = np.log1p(inflight)
         if q == 0:
             nodes_out[:, 8:] = 0.0
             return EncodedState(
@@ -370,62 +427,59 @@ class Encoder:
                 action_mask=np.array([snap.has_future_events]),
                 steps_mask=np.zeros((0, STEP_BUCKETS), bool),
             )
-        # ---- per task [Q, ...] from the shape rows, gathered to nodes [Q, N, ...]
+        # ---- per task [Q, ...] from the shape rows, per distinct class [Q, C, ...] (C is small),
+        # gathered to nodes [Q, N, ...] only once combined
         model = rows[:, _ShapeRows.MODEL].astype(np.intp)
         resident, warm1, groups = res_m[model], warm1_m[model], grp_m[model]  # [Q, N], [Q, N], [Q, N, G]
-        per_class, rate_k = tables.stacked(distinct)
-        kids = rows[:, _ShapeRows.KID].astype(np.intp)[:, None]
-        looked_up, rate = per_class[kids, cidx], rate_k[kids, cidx]  # [Q, N, G, 3], [Q, N]
-        sup, step, load = looked_up[..., 0] > 0.5, looked_up[..., 1], looked_up[..., 2]
-        scale, in_mbit, out_mbit = (rows[:, c, None] for c in (_ShapeRows.SCALE, _ShapeRows.IN_MBIT, _ShapeRows.OUT_MBIT))
-        svc = scale[:, :, None] * step  # warm k-gang service [Q, N, G] (0 where unsupported)
+        blocks = tables.block_rows(distinct)[rows[:, _ShapeRows.BLOCK].astype(np.intp)]
+        per_class = blocks.reshape(q, len(distinct), _ClassTables.PER_CLASS)
+        sup = per_class[:, :, _ClassTables.SUP]  # [Q, C, G] 0/1
         # k = 1 as placement.estimate prices it: service, + load if cold, + transfer
-        s1, load1 = svc[:, :, 0], load[:, :, 0]
-        tr_local = out_mbit / rate
-        tr_remote = in_mbit / rate + tr_local
-        index = {nd.name: j for j, nd in enumerate(nodes)} if any(t.origin is not None for t in tasks) else {}
-        origins = np.fromiter((index.get(t.origin, -2) if t.origin is not None else -1 for t in tasks), np.intp, q)
-        local = (origins[:, None] == -1) | (origins[:, None] == np.arange(n))
+        k1 = np.take(per_class[:, :, _ClassTables.K1], cidx, 1).transpose(2, 0, 1)  # [5, Q, N]
+        sup1, s1, load1 = k1[0] > 0.5, k1[1], k1[2]
+        transfer = self._transfer(tasks, nodes, k1[3], k1[4])
         allowed = rows[:, _ShapeRows.ALLOWED] > 0.5  # [Q, G]
         model_vram = rows[:, _ShapeRows.VRAM]
-        arrival = np.fromiter((t.arrival_s for t in tasks), np.float64, q)
-        has_deadline = np.fromiter((t.deadline_s is not None for t in tasks), bool, q)
-        due = np.fromiter((t.arrival_s + (t.deadline_s or 0.0) for t in tasks), np.float64, q)  # read where has_deadline
+        has_deadline = rows[:, _ShapeRows.STATIC.start + _HAS_DEADLINE] > 0.5
+        times = [(t.arrival_s, t.arrival_s + (t.deadline_s or 0.0)) for t in tasks]
+        arrival, due = np.array(times, np.float64).T  # due: read where has_deadline
 
-        sup1 = sup[:, :, 0]
-        service1 = np.where(sup1, s1 + np.where(warm1, 0.0, load1) + np.where(local, tr_local, tr_remote), 0.0)
+        service1 = np.where(sup1, s1 + np.where(warm1, 0.0, load1) + transfer, 0.0)
         can1 = up & sup1  # [Q, N]
-        eligible = up[None, :, None] & sup
-        fits = up.astype(np.float64) @ looked_up[..., 0] >= _GANG_SIZES  # enough eligible nodes [Q, G]
-        valid = eligible & (allowed & fits)[:, None, :]
+        up_count = np.bincount(cidx, up, len(distinct))  # [C]
+        fits = up_count @ sup >= _GANG_SIZES  # enough eligible nodes [Q, G]
+        usable = np.zeros((q, len(distinct) + 1, N_GANG), bool)  # down nodes read the extra last class
+        np.logical_and(sup > 0.5, (allowed & fits)[:, None, :], out=usable[:, :-1])
+        valid = np.take(usable, np.where(up, cidx, len(distinct)), 1)
         if perf.reuse == "exact-group":
             warm = np.concatenate([warm1[:, :, None], groups[:, :, 1:]], 2)
         else:
             warm = np.repeat(resident[:, :, None], N_GANG, 2)
-        service = np.where(valid, svc + np.where(warm, 0.0, load), 0.0)
+        tl_warm = np.take(per_class[:, :, _ClassTables.TL_WARM], cidx, 1)
+        tl_cold = np.take(per_class[:, :, _ClassTables.TL_COLD], cidx, 1)
+        tl_service = np.where(warm, tl_warm, tl_cold)  # log k-gang service [Q, N, G]
         finish = start + service1
         slack_after = np.where(has_deadline[:, None], _signed_tlog(due[:, None] - finish), 0.0) * can1
-        tl_service1 = _tlog(service1)
+        tl_service1 = _tlog(service1) * can1
 
-        # fields 0-7 do not depend on the gang size: built at [Q, N], then broadcast once
-        per_pair = np.empty((q, n, _PER_PAIR), dtype=np.float32)
+        # fields 0-7 do not depend on the gang size: built once per (task, node), then repeated
+        per_pair = np.empty((q, n, PAIR_FEATURES), dtype=np.float32)
         per_pair[..., 0] = resident
         per_pair[..., 1] = warm1
         per_pair[..., 2] = can1
         per_pair[..., 3] = _tlog(start - now)[None, :]
-        per_pair[..., 4] = tl_service1 * can1
+        per_pair[..., 4] = tl_service1
         per_pair[..., 5] = _tlog(finish - now) * can1
         per_pair[..., 6] = slack_after
         per_pair[..., 7] = resident | ((vram - used)[None, :] >= model_vram[:, None])
-        pairs = np.empty((q, n, N_GANG, PAIR_FEATURES), dtype=np.float32)
-        pairs[..., :_PER_PAIR] = per_pair[:, :, None, :]
+        pairs = np.repeat(per_pair, N_GANG, axis=1).reshape(q, n, N_GANG, PAIR_FEATURES)
         pairs[..., 8] = _GANG_SIZES / max(GANG_SIZES)
         pairs[..., 9] = valid
         pairs[..., 10] = groups
-        pairs[..., 11] = _tlog(service) * valid
+        pairs[..., 11] = np.where(valid, tl_service, 0.0)
 
         cnt = can1.sum(0)
-        nodes_out[:, 8] = np.where(cnt > 0, (tl_service1 * can1).sum(0) / np.maximum(cnt, 1), 0.0)
+        nodes_out[:, 8] = np.where(cnt > 0, tl_service1.sum(0) / np.maximum(cnt, 1), 0.0)
         nodes_out[:, 9] = resident.sum(0) / q
 
         tasks_out = rows[:, _ShapeRows.STATIC]
@@ -437,7 +491,7 @@ class Encoder:
 
         action_mask = np.empty(1 + valid.size, dtype=bool)
         action_mask[0] = snap.has_future_events
-        action_mask[1:] = valid.transpose(0, 2, 1).reshape(-1)
+        action_mask[1:].reshape(q, N_GANG, n)[...] = valid.transpose(0, 2, 1)
         return EncodedState(
             tasks=tasks_out.astype(np.float32),
             nodes=nodes_out.astype(np.float32),
@@ -446,9 +500,21 @@ class Encoder:
             steps_mask=rows[:, _ShapeRows.STEPS] > 0.5,
         )
 
+    @staticmethod
+    def _transfer(
+        tasks: list[TaskSpec], nodes: Sequence[NodeState], local: np.ndarray, remote: np.ndarray
+    ) -> np.ndarray:
+        """[Q, N] transfer seconds: `local` where the task enters at the node (or has no origin)."""
+        origins = [t.origin for t in tasks]
+        if origins.count(None) == len(origins):
+            return local
+        index = {nd.name: j for j, nd in enumerate(nodes)}
+        at = np.array([-1 if o is None else index.get(o, -2) for o in origins], np.intp)[:, None]
+        return np.where((at == -1) | (at == np.arange(len(nodes))), local, remote)
 
-_PER_PAIR = PAIR_FIELDS.index("gang_size")
+
 _GANG_SIZES = np.array(GANG_SIZES)
 _GANG_INDEX = {k: g for g, k in enumerate(GANG_SIZES)}
 _QPOS = TASK_FIELDS.index("queue_position")
 _RESFRAC = TASK_FIELDS.index("model_resident_fraction")
+_HAS_DEADLINE = TASK_FIELDS.index("has_deadline")

@@ -113,8 +113,8 @@ def test_next_snapshot_is_the_same_cluster_with_new_tasks_replacing_placed_ones(
 
 @pytest.mark.parametrize("max_shapes", [4096, 20])
 def test_an_encoder_that_has_seen_many_queues_encodes_like_a_fresh_one(max_shapes):
-    """Its cached shape rows grow past their first allocation (64) or are dropped at MAX_SHAPES,
-    and model ids are assigned in the order models were first seen."""
+    """Its cached shape rows accumulate (more than 64 shapes) or are dropped at MAX_SHAPES and
+    refilled, and model ids are assigned in the order models were first seen."""
     from aigc_policy.synthetic import next_snapshot
 
     perf = load_scenario("eat-reference").perf
