@@ -128,3 +128,34 @@ def test_an_encoder_that_has_seen_many_queues_encodes_like_a_fresh_one(max_shape
             np.testing.assert_array_equal(getattr(ours, name), getattr(fresh, name), err_msg=name)
         snap = next_snapshot(rng, snap, 3)
     assert len(encoder._shapes) > (64 if max_shapes > 64 else 0)
+
+
+def test_shapes_share_a_per_class_block_only_where_its_inputs_agree():
+    """A block (a task's numbers per node class) is keyed by what it reads: the floor steps, work
+    and transfers, not priority, deadline or a quality floor that leaves the floor steps alone. A
+    field read but left out of the key would give a task another task's service times."""
+    from dataclasses import replace
+
+    perf = load_scenario("edge-hetero").perf
+    snap = random_snapshot(np.random.default_rng(3), perf, 6, 1)
+    base = replace(snap.queue[0], width=512, height=512, gang_sizes=None, min_quality=0.9, priority=0,
+                   deadline_s=None, work_scale=1.0, input_mbit=0.0, output_mbit=0.0)
+    same_block = replace(base, priority=2, deadline_s=40.0, min_quality=0.92)
+    other_work = replace(base, work_scale=1.5)
+    other_floor = replace(base, min_quality=0.99)
+    queue = [replace(t, id=f"t{i}") for i, t in enumerate((base, same_block, other_work, other_floor))]
+    floors = [min_acceptable_steps(perf, t) for t in queue]
+    mixed = replace(snap, queue=queue)
+
+    encoder = Encoder()
+    ours = encoder.encode(mixed)
+    assert ours.pairs[..., PAIR_FIELDS.index("valid")].any(axis=(1, 2)).all()  # every task placeable
+    assert floors[3] > floors[0] == floors[1] == floors[2]
+    assert len(encoder._tables.blocks) == 3  # base and same_block share one
+    for i, task in enumerate(queue):  # each task alone, on a fresh encoder, reads the same numbers
+        alone = Encoder().encode(replace(snap, queue=[task]))
+        np.testing.assert_array_equal(ours.pairs[i], alone.pairs[0], err_msg=task.id)
+        keep = [f != "queue_position" for f in TASK_FIELDS]
+        np.testing.assert_array_equal(ours.tasks[i, keep], alone.tasks[0, keep], err_msg=task.id)
+    service = ours.pairs[..., PAIR_FIELDS.index("service_k")]
+    assert (service[2] >= service[0]).all() and (service[2] > service[0]).any()  # more work, longer
