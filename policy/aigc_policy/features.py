@@ -148,10 +148,9 @@ class _ShapeRows:
         # (distinct node classes, cluster gang sizes) -> task shape key -> row of that group's table
         self.ids: dict[tuple, dict[tuple, int]] = {}
         self.tables: dict[tuple, _GrowingTable] = {}
-        self.count = 0
 
     def __len__(self) -> int:
-        return self.count
+        return sum(table.size for table in self.tables.values())
 
     def known(self, group: tuple) -> dict[tuple, int]:
         ids = self.ids.get(group)
@@ -162,7 +161,6 @@ class _ShapeRows:
 
     def add(self, group: tuple, key: tuple, row: list[float]) -> int:
         hit = self.ids[group][key] = self.tables[group].append(row)
-        self.count += 1
         return hit
 
     @staticmethod
