@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             WorkerOptions(simulate=None, catalog=catalog, extra=WORKER_FLAGS), env={"OMP_NUM_THREADS": "1"}
         )
         _wait_for_workers(info, args.nodes, timeout=180.0)
-        _wait_for_fresh_metrics(stack, info, args.nodes, timeout=120.0)
+        _wait_until_the_operator_is_ready(stack, info, args.nodes, timeout=120.0)
         _say(5, f"submitting {args.tasks} AIGCTasks built from manifests/examples with kubectl")
         names = _submit_burst(info, args.tasks, args.max_side)
         rows = _wait_for(info, names, args.timeout)
@@ -156,10 +156,11 @@ def _wait_for_workers(info: ClusterInfo, count: int, timeout: float) -> None:
     raise RuntimeError(f"workers did not all start within {timeout:.0f}s; see the logs folder")
 
 
-def _wait_for_fresh_metrics(stack: Stack, info: ClusterInfo, count: int, timeout: float) -> None:
-    """Until Prometheus holds a fresh GPU sample of every node and the operator has read one: a
-    burst that meets stale metrics is placed by the fallback policy (reason MetricsStale), and the
-    demo would show that policy instead of the one it runs."""
+def _wait_until_the_operator_is_ready(stack: Stack, info: ClusterInfo, count: int, timeout: float) -> None:
+    """Until Prometheus holds a fresh GPU sample of every node, the operator has read one and it
+    sees every worker's Lease alive: a burst that meets stale metrics (MetricsStale) or fewer nodes
+    than the policy encodes (PolicyFailed) is placed by the fallback, and the demo would show that
+    policy instead of the one it runs."""
     sampler = PrometheusSampler(info.prometheus_url, timeout_s=3.0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -168,10 +169,14 @@ def _wait_for_fresh_metrics(stack: Stack, info: ClusterInfo, count: int, timeout
         fresh = reading.up and len(reading.nodes) >= count and all(
             sample.age_s < FRESH_METRICS_S for sample in reading.nodes.values()
         )
-        if fresh and "fallbackActive" in health and health["fallbackActive"] is None:
+        workers_seen = health.get("workersAlive", 0) >= count
+        if fresh and workers_seen and "fallbackActive" in health and health["fallbackActive"] is None:
             return
         time.sleep(1.0)
-    raise RuntimeError(f"node GPU metrics were not fresh in Prometheus within {timeout:.0f}s; see the logs folder")
+    raise RuntimeError(
+        f"node GPU metrics were not fresh in Prometheus, or the operator did not see all {count} workers, "
+        f"within {timeout:.0f}s; see the logs folder"
+    )
 
 
 def tiny_catalog(state: Path) -> Path:

@@ -26,7 +26,7 @@ from aigc_api.spec import SpecError, parse_task_spec
 from aigc_policy.snapshot import NodeState, PerfModel, TaskSpec
 
 from aigc_operator import lifecycle
-from aigc_operator.decide import Decision, decide_batch, never_runnable
+from aigc_operator.decide import BatchOutcome, Decision, decide_batch, never_runnable
 from aigc_operator.events import NORMAL, WARNING, EventRecorder
 from aigc_operator.gpu_metrics import MetricsReading
 from aigc_operator.kube import KubeApi
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 REASON_UNSCHEDULABLE = st.UNSCHEDULABLE  # Pending + Scheduled=False (now), or Failed (never)
 REASON_NO_NODES = "NoUsableNodes"
 REASON_POLICY_UNAVAILABLE = "PolicyUnavailable"
+REASON_POLICY_FAILED = "PolicyFailed"  # the primary raised on this batch (e.g. a cluster size it cannot encode)
 UNSCHEDULABLE_RETRY_S = 10.0  # without a node or worker change, re-check unplaceable tasks this often
 REVIEW_INTERVAL_S = 0.25  # reviews scan every placed task: at most this often, however busy the watch
 # The node view folds in every placed, unfinished task: rebuild it at most this often. In between,
@@ -99,6 +100,7 @@ class Placer:
         self._last_review = 0.0
         self._review_skipped = False
         self._view: _NodeView | None = None
+        self._primary_failure: str | None = None  # why the primary's last batch raised; None once one succeeds
 
     def notify(self) -> None:
         self._wake.set()
@@ -213,21 +215,12 @@ class Placer:
         if not specs:
             return self.tasks.has_takeable(now.timestamp())
 
-        ttl = timedelta(seconds=self.settings.heartbeat_ttl_s)
-        usable = [n for n in self.nodes.usable() if not self._suspect(n.name, now, ttl)]
-        health = self.metrics_health(n.name for n in usable)
-        node_states = self._node_view(usable, health, now, ttl)
-        policy, fallback_reason = self._choose_policy(health)
-        loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(
-            self.executors.decide,
-            decide_batch,
-            policy.scheduler,
-            specs,
-            node_states,
-            self.perf,
-            now.timestamp(),
-        )
+        try:
+            outcome, policy, fallback_reason, health = await self._decide(specs, now)
+        except BaseException:
+            for key in key_of.values():
+                self.tasks.done(key, placed=False)  # taken work goes back to the queue, never lost
+            raise
         for decision in outcome.decisions:
             key = key_of[decision.task.id]
             load = PlacedLoad(
@@ -237,7 +230,7 @@ class Placer:
             self._spawn(self._write_placement(key, body_of[key], decision, policy, fallback_reason, health))
         reason, message = (
             (REASON_UNSCHEDULABLE, "no Ready GPU node with a live worker can run this model/size/gang now")
-            if node_states
+            if outcome.nodes
             else (REASON_NO_NODES, "no Ready GPU node with a live worker")
         )
         for task in outcome.unplaceable:
@@ -250,6 +243,44 @@ class Placer:
             self._wake_at = min(busy_until, default=None)
         progressed = bool(outcome.decisions or outcome.unplaceable)
         return progressed and self.tasks.has_takeable(utcnow().timestamp())
+
+    async def _decide(
+        self, specs: list[TaskSpec], now: datetime
+    ) -> tuple[BatchOutcome, LoadedPolicy, str | None, MetricsHealth]:
+        """Decide a batch with the policy the metrics allow; if the primary raises, with the fallback."""
+        ttl = timedelta(seconds=self.settings.heartbeat_ttl_s)
+        usable = [n for n in self.nodes.usable() if not self._suspect(n.name, now, ttl)]
+        health = self.metrics_health(n.name for n in usable)
+        policy, fallback_reason = self._choose_policy(health)
+        node_states = self._node_view(usable, health, now, ttl)
+        try:
+            outcome = await self._run_policy(policy, specs, node_states, now)
+            if policy is not self.policies.fallback:
+                self._primary_failure = None
+        except Exception as exc:
+            if policy is self.policies.fallback:
+                raise
+            self._note_primary_failure(policy, exc)
+            self._view = None  # the failed batch may have advanced the cached view
+            node_states = self._node_view(usable, health, now, ttl)
+            policy, fallback_reason = self.policies.fallback, REASON_POLICY_FAILED
+            outcome = await self._run_policy(policy, specs, node_states, now)
+        return outcome, policy, fallback_reason, health
+
+    async def _run_policy(
+        self, policy: LoadedPolicy, specs: list[TaskSpec], node_states: list[NodeState], now: datetime
+    ) -> BatchOutcome:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executors.decide, decide_batch, policy.scheduler, specs, node_states, self.perf, now.timestamp()
+        )
+
+    def _note_primary_failure(self, policy: LoadedPolicy, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"[:300]
+        self.telemetry.policy_failures.labels(policy=policy.name).inc()
+        if message != self._primary_failure:  # a cluster the policy cannot encode fails every batch: say it once
+            log.warning("policy %s failed on a batch (%s); the fallback places it", policy.name, message)
+        self._primary_failure = message
 
     def _node_view(
         self, usable: list[NodeInfo], health: MetricsHealth, now: datetime, ttl: timedelta
@@ -285,7 +316,10 @@ class Placer:
 
     def fallback_reason_now(self) -> str | None:
         """Why the next batch would use the fallback policy (None: the configured policy)."""
-        return self._choose_policy(self.metrics_health(n.name for n in self.nodes.usable()))[1]
+        reason = self._choose_policy(self.metrics_health(n.name for n in self.nodes.usable()))[1]
+        if reason is None and self._primary_failure is not None:
+            return REASON_POLICY_FAILED
+        return reason
 
     def _choose_policy(self, health: MetricsHealth) -> tuple[LoadedPolicy, str | None]:
         if self.policies.primary is None:

@@ -44,6 +44,12 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
+        self.policy_failures = Counter(
+            "aigc_scheduler_policy_failures_total",
+            "Batches the configured policy raised on; the fallback placed them.",
+            ["policy"],
+            registry=r,
+        )
         self.metrics_source_up = Gauge(
             "aigc_scheduler_metrics_source_up", "1 if the last Prometheus sample succeeded.", registry=r
         )

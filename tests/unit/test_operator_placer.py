@@ -201,6 +201,50 @@ def test_missing_policy_uses_fallback() -> None:
     assert st.parse_placement(api.objects[key]).fallback_reason == "PolicyUnavailable"
 
 
+def test_a_cluster_the_policy_cannot_encode_goes_to_the_fallback_until_it_can() -> None:
+    """The shipped EAT encoder takes 2..64 nodes. With one node Ready (workers still starting, the
+    rest lost), its batches raised and the tasks they had taken were never placed (CI, stop 20)."""
+    api = FakeApi()
+    placer = make_placer(api, policy="eat")
+    for name, cls in (("edge-1", "l4"), ("edge-2", "jetson-orin")):
+        placer.nodes.observe(make_node(name, cls, ready=False))
+    keys = [submit(api, placer, make_task(f"t{i}", model="sd-turbo", steps=4)) for i in range(2)]
+    while run(batch(placer)):
+        pass
+    for key in keys:
+        placement = st.parse_placement(api.objects[key])
+        assert placement.nodes == ("edge-0",) and placement.policy == "eft"
+        assert placement.fallback_reason == "PolicyFailed"
+    assert counter(placer, "aigc_scheduler_policy_failures_total", policy="eat") == 1
+    assert placer.fallback_reason_now() == "PolicyFailed"
+
+    for name, cls in (("edge-1", "l4"), ("edge-2", "jetson-orin")):
+        placer.nodes.observe(make_node(name, cls))
+    key = submit(api, placer, make_task("t2", model="sd-turbo", steps=4))
+    run(batch(placer))
+    placement = st.parse_placement(api.objects[key])
+    assert placement.policy == "eat" and placement.fallback_reason is None
+    assert placer.fallback_reason_now() is None
+
+
+def test_a_batch_no_policy_can_decide_goes_back_to_the_queue(monkeypatch) -> None:  # noqa: ANN001
+    api = FakeApi()
+    placer = make_placer(api, policy="eat:/nonexistent/policy.onnx")  # the fallback decides every batch
+
+    def broken(snap):  # noqa: ANN001, ANN202
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(placer.policies.fallback.scheduler, "decide", broken)
+    keys = [submit(api, placer, make_task(f"t{i}", model="sd-turbo", steps=4)) for i in range(2)]
+    with pytest.raises(RuntimeError, match="injected"):
+        run(placer.place_batch())
+    assert placer.tasks.pending_count == 2 and placer.tasks.has_takeable(time.time())
+    monkeypatch.undo()
+    while run(batch(placer)):
+        pass
+    assert all(st.parse_placement(api.objects[key]) is not None for key in keys)
+
+
 def test_unplaceable_task_does_not_block_the_queue() -> None:
     """Runnable by the profile (sdxl 1024 k=4 on a100/l4) but not on these 3 nodes: it waits."""
     api = FakeApi()
