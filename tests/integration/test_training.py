@@ -93,8 +93,9 @@ def test_dagger_rounds_run_and_the_teacher_plans_for_each_episodes_rate(tmp_path
                  "--eval-episodes", "1", "--batch", "16"]) == 0
     assert "after dagger round 1" in capsys.readouterr().out
     assert len((out / "eval.csv").read_text().splitlines()) == 1 + 2  # header, after BC, after the round
-    # teacher choice (both rates), demos and DAgger episodes (alternating rates): never one rate for all
-    assert RateRecordingTeacher.bound_rates == [0.03, 0.11, 0.03, 0.11, 0.03, 0.11]
+    # demos and DAgger episodes (alternating rates): never one rate for all. A single candidate is
+    # not scored, so the teacher choice binds no rate.
+    assert RateRecordingTeacher.bound_rates == [0.03, 0.11, 0.03, 0.11]
 
 
 class ExpertAtOneRate:
@@ -146,3 +147,40 @@ def test_dagger_keeps_the_teachers_choice_and_plays_the_students():
     state = object()
     act = dagger_actor(lambda snap, s: (3, 0), lambda snap, s: (5, 2), labels)
     assert act(None, state) == (3, 0) and labels == {id(state): (5, 2)}
+
+
+def test_teacher_at_pins_one_rates_teacher_over_the_scored_choice(tmp_path, capsys, monkeypatch):
+    from aigc_policy import policies
+
+    for teacher in (ExpertAtLowRate, ExpertAtHighRate):
+        monkeypatch.setitem(policies._registered, teacher.name, teacher)
+    assert main(["train", "--algo", "eat", "--scenario", "eat-reference", "--rates", "0.03,0.11", "--out",
+                 str(tmp_path / "run"), "--teacher", "high-rate-expert,low-rate-expert",
+                 "--teacher-at", "0.03=high-rate-expert", "--demo-episodes", "2", "--bc-updates", "5",
+                 "--budget", "0", "--eval-episodes", "1", "--batch", "16"]) == 0
+    out = capsys.readouterr().out
+    demos = next(line for line in out.splitlines() if line.startswith("demos"))
+    assert "(every rate)" in demos and demos.split(" episodes of ")[1].startswith("high-rate-expert")
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("teacher candidate")] == [
+        "teacher candidate high-rate-expert", "teacher candidate low-rate-expert"  # scored at 0.11 only
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("0.5=eft", "0.5 is not a training rate (0.03, 0.11)"),
+        ("fast=eft", "expected RATE=NAME"),
+        ("0.03=", "expected RATE=NAME"),
+        ("0.03=no-such-policy", "unknown policy 'no-such-policy'"),
+    ],
+)
+def test_bad_teacher_at_is_a_usage_error(tmp_path, capsys, entry, message):
+    args = ["train", "--scenario", "eat-reference", "--rates", "0.03,0.11", "--out", str(tmp_path), "--teacher-at", entry]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_episodes_zero_with_a_teacher_is_a_usage_error(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path), "--demo-episodes", "0"]) == 2
+    assert "--demo-episodes must be at least 1" in capsys.readouterr().err

@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", default="eft,opt-ts",
                         help="heuristic(s) to imitate: at each training rate, the best scoring one of a "
                              "comma-separated list on training seeds is used; 'none' skips the warm start")
+    parser.add_argument("--teacher-at", action="append", default=[], metavar="RATE=NAME",
+                        help="the teacher at one training rate, not scored against --teacher (repeatable; "
+                             "e.g. 1=rollout:samples=2 for a planner too slow to score at every rate)")
     parser.add_argument("--demo-episodes", type=int, default=40)
     parser.add_argument("--bc-updates", type=int, default=1500)
     parser.add_argument("--dagger-rounds", type=int, default=0,
@@ -169,6 +172,8 @@ def dagger_actor(student: Actor, teacher: Actor, labels: dict[int, tuple[int, in
 
 def pick_teacher(names: list[str], sims: list[Simulator], seed: int) -> tuple[str, Scheduler]:
     """The heuristic that scores best through the action layout on training seeds."""
+    if len(names) == 1:
+        return names[0], policies.make(names[0])
     scored = []
     for name in names:
         teacher = policies.make(name)
@@ -227,6 +232,32 @@ def _groups(args: argparse.Namespace) -> list[tuple[str, list]]:
         raise UsageError(str(exc)) from None
 
 
+def _rate(sim: Simulator) -> float:
+    return float(sim.scenario.arrivals.get("rate", 0.0))
+
+
+def _teachers_at(entries: list[str], groups: list[tuple[str, list]]) -> dict[float, str]:
+    """--teacher-at RATE=NAME entries, each checked against the training rates and the policy names."""
+    rates = sorted({float(s.arrivals.get("rate", 0.0)) for _, scenarios in groups for s in scenarios})
+    pinned: dict[float, str] = {}
+    for entry in entries:
+        rate_text, sep, name = entry.partition("=")
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            rate = math.nan
+        if not sep or not name or math.isnan(rate):
+            raise UsageError(f"--teacher-at {entry!r}: expected RATE=NAME, e.g. 1=rollout:samples=2")
+        if rate not in rates:
+            raise UsageError(f"--teacher-at {entry!r}: {rate:g} is not a training rate ({', '.join(f'{r:g}' for r in rates)})")
+        try:
+            policies.make(name)
+        except Exception as exc:  # noqa: BLE001 - an unknown name or bad options, reported as usage
+            raise UsageError(f"--teacher-at {entry!r}: {exc}") from None
+        pinned[rate] = name
+    return pinned
+
+
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     tasks = sum(r["tasks"] for r in rows) or 1
     out = {key: sum(r[key] * r["tasks"] for r in rows) / tasks
@@ -264,6 +295,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     scenario_groups = _groups(args)
+    teacher_at = _teachers_at(args.teacher_at, scenario_groups)
+    if args.teacher != "none" and args.demo_episodes < 1:
+        raise UsageError("--demo-episodes must be at least 1 with a teacher (or give --teacher none)")
     if args.count_flags and not args.pool_counts:
         raise UsageError("--count-flags extends --pool-counts: give both")
     net_cfg = replace(
@@ -272,6 +306,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "algo": args.algo, "scenario": args.scenario, "rates": args.rates, "mix": args.mix, "seed": args.seed,
+        "teacher": args.teacher, "teacher_at": args.teacher_at,
         "net": net_cfg.to_dict(), "sac": asdict(SacConfig()),
         "feature_schema_version": FEATURE_SCHEMA_VERSION, "git_commit": git_commit(),
     }
@@ -328,7 +363,11 @@ def run(args: argparse.Namespace) -> int:
     teachers: list[list[Scheduler]] = []  # per scenario group, one per rate
     if args.teacher != "none":
         for (scenario, group), demos in zip(groups, demo_sets, strict=True):
-            picked = [pick_teacher(args.teacher.split(","), [sim], args.seed) for sim in group]
+            picked = [
+                (pinned, policies.make(pinned)) if (pinned := teacher_at.get(_rate(sim))) else
+                pick_teacher(args.teacher.split(","), [sim], args.seed)
+                for sim in group
+            ]
             teachers.append([teacher for _, teacher in picked])
             for e in range(args.demo_episodes):
                 sim, teacher = group[e % len(group)], teachers[-1][e % len(group)]
@@ -336,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
                 teacher.reset(e)
                 run_episode(sim, args.seed * 1000 + 500 + e, encoder, teacher_actor(teacher),
                             lambda t, demos=demos: (demos.add(t), replay.add(t)))
-            names = ", ".join(f"{name} (rate {sim.scenario.arrivals.get('rate', 'default')})"
+            names = ", ".join(f"{name} (rate {_rate(sim)})"
                               for (name, _), sim in zip(picked, group, strict=True))
             if len({name for name, _ in picked}) == 1:
                 names = f"{picked[0][0]} (every rate)"
