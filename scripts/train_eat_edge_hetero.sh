@@ -3,17 +3,19 @@
 # edge-hetero: the lean EAT network whose context reads the task and node counts, as log counts
 # and as one flag per count (--pool-counts --count-flags), and whose task tokens read their place
 # in the queue planner's orders (--task-ranks); trained on edge-hetero at 1-4 tasks/s by
-# behaviour cloning, then 4 DAgger rounds, of the best teacher at each rate on training seeds
-# (eft at 1/s, the queue planner `queue-plan` at 2-4/s); no SAC phase; seed 0. About 35 minutes
-# on 2 shared cores. It holds tasks as its teacher does, which is wrong under eat-reference's
-# warm-group rules, so it is a per-scenario file, not the operator's default (docs/eat.md).
+# behaviour cloning, then 4 DAgger rounds. The teacher at 1/s is the rollout planner with two
+# sampled futures (--teacher-at 1=rollout:samples=2: it invests in a cold load that the heuristics
+# never make); at 2-4/s the best of eft, opt-ts and the queue planner on training seeds
+# (`queue-plan` at each). No SAC phase; seed 0. About 40 minutes on one core of this machine.
+# It holds tasks as its teacher does, which is wrong under eat-reference's warm-group rules, so
+# it is a per-scenario file, not the operator's default (docs/eat.md).
 # Usage: scripts/train_eat_edge_hetero.sh [OUT]   (DEST=path to export somewhere else)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/eat-edge-hetero}
 DEST=${DEST:-policy/aigc_policy/artifacts/eat-edge-hetero.onnx}
 aigc-edge train --algo eat --scenario edge-hetero --rates 1,2,3,4 --teacher eft,opt-ts,queue-plan \
-  --pool-counts --count-flags --task-ranks \
+  --teacher-at 1=rollout:samples=2 --pool-counts --count-flags --task-ranks \
   --demo-episodes 40 --bc-updates 3000 --dagger-rounds 4 --dagger-episodes 12 --dagger-updates 1500 \
   --budget 0 --eval-episodes 3 --seed 0 --threads 1 --out "$OUT"
 aigc-edge export --checkpoint "$OUT/best.pt" --out "$DEST"

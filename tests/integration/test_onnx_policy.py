@@ -165,11 +165,11 @@ def test_shipped_default_policy_matches_opt_ts_at_high_load_on_edge_hetero():
 
 
 def test_shipped_edge_hetero_policy_beats_the_best_heuristic_at_high_load():
-    """The same 12 held-out episodes: the edge-hetero file (a student of the queue planner whose
-    context counts tokens and whose task tokens read their rank in the planner's orders) against
-    opt-ts, the best heuristic at 4 tasks/s, held to the issue's targets (>= 10 % lower response,
-    >= 5 SLO points). Measured: 9.48 s / 96.8 % SLO vs 11.08 s / 90.8 % (-14.4 %, +6.1 points),
-    the planner 9.59 s / 97.8 %."""
+    """The same 12 held-out episodes: the edge-hetero file (a student of the queue planner at 2-4
+    tasks/s whose context counts tokens and whose task tokens read their rank in the planner's
+    orders) against opt-ts, the best heuristic at 4 tasks/s, held to the issue's targets (>= 10 %
+    lower response, >= 5 SLO points). Measured: 9.56 s / 97.6 % SLO vs 11.08 s / 90.8 % (-13.7 %,
+    +6.9 points)."""
     scenario = load_scenario("edge-hetero", rate=4.0)
 
     def means(spec: str) -> tuple[float, float, float]:
@@ -178,6 +178,21 @@ def test_shipped_edge_hetero_policy_beats_the_best_heuristic_at_high_load():
     (eat, eat_slo, eat_quality), (opt_ts, opt_ts_slo, opt_ts_quality) = means("eat"), means("opt-ts")
     assert eat < 0.9 * opt_ts
     assert eat_slo >= opt_ts_slo + 0.05 and eat_quality >= opt_ts_quality
+
+
+def test_shipped_edge_hetero_policy_beats_the_best_heuristic_at_the_default_rate():
+    """12 held-out episodes at edge-hetero's own 1 task/s, where eft (spt and warm-first choose as
+    it does) is the best heuristic. The file learnt there from the rollout planner, which loads
+    sd-turbo once onto a fast GPU instead of running every preview on a Jetson. Measured: 1.62 s /
+    99.9 % SLO vs eft 1.68 s / 100 % (-3.5 %); the previous file, taught by eft there, 1.73 s."""
+    scenario = load_scenario("edge-hetero", rate=1.0)
+
+    def means(spec: str) -> tuple[float, float, float]:
+        return held_out_means(scenario, spec, range(30_000, 30_012), "mean_response_s", "slo_attainment", "mean_quality")
+
+    (eat, eat_slo, eat_quality), (eft, eft_slo, eft_quality) = means("eat"), means("eft")
+    assert eat < 0.98 * eft
+    assert eat_slo >= eft_slo - 0.01 and eat_quality >= eft_quality - 1e-9  # equal up to summation order
 
 
 def test_a_corrupt_shipped_file_fails_at_reset_so_bench_and_operator_refuse_it_up_front(tmp_path, monkeypatch, capsys):
