@@ -44,7 +44,7 @@ from aigc_policy.rl.agent import choose, step_reward
 from aigc_policy.rl.networks import ALGOS, AgentNet, NetConfig
 from aigc_policy.rl.replay import Replay, Transition
 from aigc_policy.rl.sac_discrete import SacConfig, SacLearner
-from aigc_policy.scenario import load_scenario
+from aigc_policy.scenario import Scenario, load_scenario
 from aigc_policy.scheduler import Scheduler
 from aigc_policy.sim import Simulator
 from aigc_policy.snapshot import ClusterSnapshot
@@ -232,13 +232,13 @@ def _groups(args: argparse.Namespace) -> list[tuple[str, list]]:
         raise UsageError(str(exc)) from None
 
 
-def _rate(sim: Simulator) -> float:
-    return float(sim.scenario.arrivals.get("rate", 0.0))
+def _rate(scenario: Scenario) -> float:
+    return float(scenario.arrivals.get("rate", 0.0))
 
 
-def _teachers_at(entries: list[str], groups: list[tuple[str, list]]) -> dict[float, str]:
+def _teachers_at(entries: list[str], groups: list[tuple[str, list[Scenario]]]) -> dict[float, str]:
     """--teacher-at RATE=NAME entries, each checked against the training rates and the policy names."""
-    rates = sorted({float(s.arrivals.get("rate", 0.0)) for _, scenarios in groups for s in scenarios})
+    rates = sorted({_rate(s) for _, scenarios in groups for s in scenarios})
     pinned: dict[float, str] = {}
     for entry in entries:
         rate_text, sep, name = entry.partition("=")
@@ -364,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
     if args.teacher != "none":
         for (scenario, group), demos in zip(groups, demo_sets, strict=True):
             picked = [
-                (pinned, policies.make(pinned)) if (pinned := teacher_at.get(_rate(sim))) else
+                (pinned, policies.make(pinned)) if (pinned := teacher_at.get(_rate(sim.scenario))) else
                 pick_teacher(args.teacher.split(","), [sim], args.seed)
                 for sim in group
             ]
@@ -375,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
                 teacher.reset(e)
                 run_episode(sim, args.seed * 1000 + 500 + e, encoder, teacher_actor(teacher),
                             lambda t, demos=demos: (demos.add(t), replay.add(t)))
-            names = ", ".join(f"{name} (rate {_rate(sim)})"
+            names = ", ".join(f"{name} (rate {_rate(sim.scenario)})"
                               for (name, _), sim in zip(picked, group, strict=True))
             if len({name for name, _ in picked}) == 1:
                 names = f"{picked[0][0]} (every rate)"
