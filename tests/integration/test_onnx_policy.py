@@ -138,7 +138,7 @@ def test_shipped_eat_reference_policy_cuts_eat_greedys_response_at_the_top_rate(
     """Held-out episodes (seeds neither training nor the bench uses) at 0.11 tasks/s: the EAT file
     trained on eat-reference (behaviour cloning + DAgger of the rollout planner) against the fixed
     greedy. Measured over these 6 episodes: 50.9 s vs 85.7 s (0.59x), at higher quality; the
-    default file (trained on edge-hetero and eat-reference) scores 53.6 s (0.63x) and the planner
+    default file (trained on edge-hetero and eat-reference) scores 52.5 s (0.61x) and the planner
     the eat-reference file imitates 50.7 s."""
     scenario = load_scenario("eat-reference", rate=0.11)
 
@@ -153,7 +153,7 @@ def test_shipped_eat_reference_policy_cuts_eat_greedys_response_at_the_top_rate(
 
 def test_shipped_default_policy_matches_opt_ts_at_high_load_on_edge_hetero():
     """12 held-out episodes at 4 tasks/s: the default file (the operator's) against opt-ts, its
-    teacher there (measured: 11.06 s / 90.9 % SLO vs 11.08 s / 90.8 %; eft 13.60 s / 84.1 %)."""
+    teacher there (measured: 11.07 s / 90.9 % SLO vs 11.08 s / 90.7 %; eft 13.60 s / 84.1 %)."""
     scenario = load_scenario("edge-hetero", rate=4.0)
 
     def means(spec: str) -> tuple[float, float]:
