@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "eat-greedy": "aigc_policy.baselines.eat_greedy:EatGreedy",
     "eat-greedy-ref": "aigc_policy.baselines.eat_greedy:EatGreedyReference",
     "lower-bound": "aigc_policy.baselines.lower_bound:LowerBound",
+    "offline-search": "aigc_policy.baselines.offline_search:OfflineSearch",  # offline-search:evals=N; a reference row
     "queue-plan": "aigc_policy.baselines.queue_planner:QueuePlanner",
     "rollout": "aigc_policy.baselines.rollout:Rollout",  # rollout:BASE+BASE; a slow teacher, not for the operator
     "eat": "aigc_policy.onnx_policy:eat",  # eat:PATH for another ONNX file; default: the shipped one

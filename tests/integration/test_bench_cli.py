@@ -60,6 +60,7 @@ def test_trace_replay(tmp_path):
         (["--policies", "rollout:eft/depth=2"], "unknown option 'depth'"),
         (["--policies", "rollout:rollout"], "rollout cannot use itself"),
         (["--policies", "rollout:nope"], "unknown policy 'nope'"),
+        (["--policies", "offline-search:evals=0"], "offline-search: evals=0 is out of range"),
     ],
 )
 def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):

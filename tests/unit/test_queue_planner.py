@@ -67,7 +67,7 @@ def test_options_are_parsed_and_bad_ones_named():
     assert policies.make("queue-plan").hold == UNBOUND_HOLD
     with pytest.raises(ValueError, match="unknown option 'horizon=3'"):
         policies.make("queue-plan:horizon=3")
-    with pytest.raises(ValueError, match="hold=1.5 must be a non-negative whole number"):
+    with pytest.raises(ValueError, match=r"hold=1.5 is out of range \(a whole number >= 0\)"):
         policies.make("queue-plan:hold=1.5")
     assert policies.make("queue-plan:commit=slack^1").commit_rule == "slack^1"
     with pytest.raises(ValueError, match="commit='soonest' is not a rule"):

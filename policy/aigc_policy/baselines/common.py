@@ -46,3 +46,15 @@ def place_head(snap: ClusterSnapshot, pick_anchor: AnchorRule) -> Placement | No
     k, eligible = found
     gang = complete_gang(snap, task, k, pick_anchor(snap, task, k, eligible), eligible)
     return None if gang is None else Placement(0, gang, min_acceptable_steps(snap.perf, task))
+
+
+def option_number(policy: str, key: str, value: str, minimum: float = 0.0, whole: bool = False) -> float:
+    """The number of one `key=value` option of a policy spec, or a message naming what is wrong."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{policy}: {key}={value!r} is not a number") from None
+    if number < minimum or (whole and not number.is_integer()):
+        kind = "whole number" if whole else "number"
+        raise ValueError(f"{policy}: {key}={value} is out of range (a {kind} >= {minimum:g})")
+    return number

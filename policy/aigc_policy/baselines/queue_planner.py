@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from aigc_policy.baselines.common import option_number
 from aigc_policy.features import MAX_QUEUE
 from aigc_policy.placement import Estimate, Placement, candidate_gangs, estimate, min_acceptable_steps
 from aigc_policy.scenario import Scenario
@@ -197,11 +198,5 @@ def _parse_options(options: str) -> dict[str, float | str]:
                 raise ValueError(f"queue-plan: commit={value!r} is not a rule (known: {', '.join(RULES)})")
             settings[key] = value
             continue
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"queue-plan: {key}={value!r} is not a number") from None
-        if number < 0 or (key != "miss" and not number.is_integer()):
-            raise ValueError(f"queue-plan: {key}={value} must be a non-negative {'number' if key == 'miss' else 'whole number'}")
-        settings[key] = number
+        settings[key] = option_number("queue-plan", key, value, whole=key != "miss")
     return settings

@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 
 from aigc_policy import policies
+from aigc_policy.baselines.common import option_number
 from aigc_policy.placement import Placement, candidate_gangs, min_acceptable_steps
 from aigc_policy.scenario import Scenario
 from aigc_policy.scheduler import Scheduler
@@ -126,12 +127,7 @@ def _parse_options(options: str) -> tuple[list[str], dict[str, float]]:
             continue
         if key not in ("horizon", "samples", "miss"):
             raise ValueError(f"rollout: unknown option {key!r} (known: horizon, samples, miss)")
-        try:
-            settings[key] = float(value)
-        except ValueError:
-            raise ValueError(f"rollout: {key}={value!r} is not a number") from None
-        if settings[key] < (1 if key == "samples" else 0):
-            raise ValueError(f"rollout: {key}={value} is out of range")
+        settings[key] = option_number("rollout", key, value, 1 if key == "samples" else 0, whole=key == "samples")
     if any(b.partition(":")[0] == Rollout.name for b in bases):
         raise ValueError("rollout cannot use itself as a base policy")
     return bases, settings
