@@ -6,7 +6,14 @@ import random
 import pytest
 from aigc_policy import policies
 from aigc_policy.baselines.lower_bound import LowerBound
-from aigc_policy.baselines.offline_search import OfflineSearch, _ListScheduler, cost, play, search_order
+from aigc_policy.baselines.offline_search import (
+    OfflineSearch,
+    _ListScheduler,
+    arrival_times,
+    cost,
+    play,
+    search_order,
+)
 from aigc_policy.scenario import load_scenario
 from aigc_policy.sim import Simulator
 from aigc_policy.snapshot import TaskSpec
@@ -22,7 +29,7 @@ def task(i: int, k: int, at: float = 0.0) -> TaskSpec:
 def placed_ids(workload: ListWorkload, order: list[str]) -> tuple[list[str], int]:
     """Task ids in the order the list scheduler placed them, and how many times it waited."""
     sim = Simulator(EAT, workload, 0)
-    scheduler = _ListScheduler(order, {t.id: t.arrival_s for t in workload.tasks(0)})
+    scheduler = _ListScheduler(order, arrival_times(workload, 0))
     placed, waits = [], 0
     while not sim.done:
         snap = sim.snapshot()
@@ -46,14 +53,15 @@ def test_tasks_are_placed_in_list_order_waiting_for_a_head_that_has_not_arrived(
 def test_the_search_groups_gang_sizes_that_arrival_order_interleaves():
     # arrival order alternates 4-gangs and single-node tasks: every switch reloads (24-32 s)
     workload = ListWorkload([task(i, 4 if i % 2 else 1) for i in range(8)])
+    times = arrival_times(workload, 0)
     arrival = [f"t{i}" for i in range(8)]
-    fifo = cost(play(EAT, workload, 0, arrival))
-    order = search_order(EAT, workload, 0, 400, random.Random(0))
+    fifo = cost(play(EAT, workload, 0, arrival, times))
+    order = search_order(EAT, workload, 0, times, 400, random.Random(0))
     assert sorted(order) == sorted(arrival)
-    searched = play(EAT, workload, 0, order)
+    searched = play(EAT, workload, 0, order, times)
     assert searched.completed == 8
     assert cost(searched) < 0.8 * fifo
-    assert searched.cold_starts < play(EAT, workload, 0, arrival).cold_starts
+    assert searched.cold_starts < play(EAT, workload, 0, arrival, times).cold_starts
 
 
 def test_the_row_is_a_schedule_between_the_lower_bound_and_the_arrival_order():
@@ -63,7 +71,7 @@ def test_the_row_is_a_schedule_between_the_lower_bound_and_the_arrival_order():
     assert isinstance(row, OfflineSearch) and row.reference_only
     found = row.evaluate(scenario, workload, 0)
     bound = LowerBound().evaluate(scenario, workload, 0)
-    fifo = play(scenario, workload, 0, [f"t{i}" for i in range(10)])
+    fifo = play(scenario, workload, 0, [f"t{i}" for i in range(10)], arrival_times(workload, 0))
     assert found.completed == 10
     assert bound.response_sum < found.response_sum <= fifo.response_sum
     assert found.quality_sum == pytest.approx(bound.quality_sum)  # every task at its fewest acceptable steps

@@ -59,20 +59,26 @@ class OfflineSearch:
 
     def evaluate(self, scenario: Scenario, workload: Workload, seed: int) -> EpisodeMetrics:
         """Metrics of the best list schedule found for episode `seed`."""
-        order = search_order(scenario, workload, seed, self.evals, random.Random(self.seed ^ seed))
-        return play(scenario, workload, seed, order)
+        arrival = arrival_times(workload, seed)
+        order = search_order(scenario, workload, seed, arrival, self.evals, random.Random(self.seed ^ seed))
+        return play(scenario, workload, seed, order, arrival)
+
+
+def arrival_times(workload: Workload, seed: int) -> dict[str, float]:
+    """Arrival time of each task of episode `seed`, in arrival order."""
+    return {t.id: t.arrival_s for t in workload.tasks(seed)}
 
 
 def search_order(
-    scenario: Scenario, workload: Workload, seed: int, evals: int, rng: random.Random
+    scenario: Scenario, workload: Workload, seed: int, arrival: dict[str, float], evals: int, rng: random.Random
 ) -> list[str]:
     """The cheapest task list found by simulated annealing from arrival order (`evals` >= 1 plays)."""
-    arrivals = [t.id for t in workload.tasks(seed)]
-    current, current_cost = arrivals, cost(play(scenario, workload, seed, arrivals))
+    current = list(arrival)
+    current_cost = cost(play(scenario, workload, seed, current, arrival))
     best, best_cost = current, current_cost
     for i in range(1, evals):
         candidate = _neighbour(current, rng)
-        candidate_cost = cost(play(scenario, workload, seed, candidate))
+        candidate_cost = cost(play(scenario, workload, seed, candidate, arrival))
         temperature = START_TEMPERATURE_S * (1.0 - i / evals) + 1e-6
         if candidate_cost <= current_cost or rng.random() < math.exp((current_cost - candidate_cost) / temperature):
             current, current_cost = candidate, candidate_cost
@@ -102,10 +108,13 @@ def cost(metrics: EpisodeMetrics) -> float:
     return (metrics.response_sum + MISS_PENALTY_S * missed) / attempted
 
 
-def play(scenario: Scenario, workload: Workload, seed: int, order: Sequence[str]) -> EpisodeMetrics:
-    """One episode in which tasks are placed in `order` (see the module docstring)."""
+def play(
+    scenario: Scenario, workload: Workload, seed: int, order: Sequence[str], arrival: dict[str, float]
+) -> EpisodeMetrics:
+    """One episode in which tasks are placed in `order` (see the module docstring); `arrival`:
+    arrival_times of the episode, drawn once per search rather than once per play."""
     sim = Simulator(scenario, workload, seed)
-    scheduler = _ListScheduler(order, {t.id: t.arrival_s for t in workload.tasks(seed)})
+    scheduler = _ListScheduler(order, arrival)
     while not sim.done:
         sim.step(scheduler.decide(sim.snapshot()))
     return sim.metrics
