@@ -16,8 +16,6 @@ size. Masks come from features.Encoder; an index the mask rejects is an error he
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from aigc_policy.placement import (
@@ -45,9 +43,8 @@ def action_count(n_tasks: int, n_nodes: int) -> int:
 
 def bucket_steps(perf: PerfModel, task: TaskSpec) -> list[int]:
     """Step count of each bucket (repeats when the range is narrow)."""
-    lo = min_acceptable_steps(perf, task)
-    span = task if lo == task.min_steps else replace(task, min_steps=lo)
-    return [steps_for_bucket(span, b) for b in range(STEP_BUCKETS)]
+    lo, hi = min_acceptable_steps(perf, task), task.max_steps
+    return [steps_for_bucket(lo, hi, b) for b in range(STEP_BUCKETS)]
 
 
 def action_index(task: int, gang: int, anchor: int, n_nodes: int) -> int:
@@ -68,10 +65,13 @@ def greedy_action(logits: np.ndarray) -> int:
     A plain arg-max over the flat layout compares one action (wait) against each placement on its
     own; a policy sure it must place, but torn between anchors or tasks, would then wait.
     """
-    top = float(logits.max())
-    mass = np.exp(logits.astype(np.float64) - top)
-    place = int(logits[1:].argmax()) + 1 if logits.size > 1 else WAIT
-    return WAIT if place == WAIT or mass[WAIT] >= mass[1:].sum() else place
+    if logits.size == 1:
+        return WAIT
+    place = int(logits[1:].argmax()) + 1
+    if logits[place] > logits[WAIT]:  # one placement alone outweighs waiting: skip the sum
+        return place
+    mass = np.exp(logits.astype(np.float64) - float(logits[WAIT]))  # wait is the maximum here
+    return WAIT if mass[WAIT] >= mass[1:].sum() else place
 
 
 def decode(snap: ClusterSnapshot, action: int, bucket: int) -> Placement | None:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from aigc_policy.allocator import retain_freed_memory
 from aigc_policy.errors import UsageError
 
 # name -> (module, one-line help)
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == wanted:
             importlib.import_module(module).add_arguments(sp)
     args = parser.parse_args(argv)
+    retain_freed_memory()  # the operator, bench and train encode a state per decision: see aigc_policy.allocator
     try:
         return int(importlib.import_module(SUBCOMMANDS[args.command][0]).run(args) or 0)
     except UsageError as exc:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aigc_policy.allocator import retain_freed_memory
 from aigc_policy.cli import UsageError
 from aigc_policy.features import MAX_NODES, MAX_QUEUE, MIN_NODES
 from aigc_policy.onnx_policy import OnnxPolicy, PolicyFileError
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         "new_tasks": args.new_tasks,
         "threads": args.threads,
         "providers": policy.session.get_providers(),
+        "retains_freed_memory": retain_freed_memory(),  # as the operator does (aigc_policy.allocator)
         "decisions": args.decisions,
         "p50_ms": _pct(total, 50),
         "p99_ms": _pct(total, 99),

@@ -59,11 +59,11 @@ def _allowed(cluster: tuple[int, ...], requested: tuple[int, ...] | None) -> tup
     return tuple(sorted(k for k in (cluster if requested is None else requested) if k in cluster))
 
 
-def steps_for_bucket(task: TaskSpec, bucket: int, n_buckets: int = STEP_BUCKETS) -> int:
-    if task.steps_fixed or n_buckets == 1:
-        return task.max_steps
-    span = task.max_steps - task.min_steps
-    return task.min_steps + round(bucket * span / (n_buckets - 1))
+def steps_for_bucket(lo: int, hi: int, bucket: int, n_buckets: int = STEP_BUCKETS) -> int:
+    """Steps of `bucket` when the buckets spread lo..hi evenly."""
+    if lo == hi or n_buckets == 1:
+        return hi
+    return lo + round(bucket * (hi - lo) / (n_buckets - 1))
 
 
 def step_time(perf: PerfModel, task: TaskSpec, gpu_class: str, k: int) -> float:
@@ -106,8 +106,11 @@ def eligible_nodes(snapshot: ClusterSnapshot, task: TaskSpec, k: int) -> list[in
     key = (task.model, task.width, task.height, k)
     capable = snapshot.capable.get(key)
     if capable is None:
-        supports = snapshot.perf.supports
-        capable = tuple(i for i, n in enumerate(snapshot.nodes) if supports(n.gpu_class, *key))
+        supports, by_class = snapshot.perf.supports, {}  # a few classes among many nodes
+        for n in snapshot.nodes:
+            if n.gpu_class not in by_class:
+                by_class[n.gpu_class] = supports(n.gpu_class, *key)
+        capable = tuple(i for i, n in enumerate(snapshot.nodes) if by_class[n.gpu_class])
         snapshot.capable[key] = capable
     nodes = snapshot.nodes
     return [i for i in capable if nodes[i].up]

@@ -239,6 +239,7 @@ def test_policy_latency_prints_end_to_end_and_per_stage_percentiles(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["decisions"] == 1000 and report["new_tasks"] == 2 and report["policy"].endswith("eat-default.onnx")
     assert report["providers"] == ["CPUExecutionProvider"]
+    assert report["retains_freed_memory"] is True  # glibc here, as in the operator image (aigc_policy.allocator)
     for stage in ("", "encode_", "onnx_", "decode_"):
         assert 0 < report[f"{stage}p50_ms"] <= report[f"{stage}p99_ms"], stage
     stage_p50 = sum(report[f"{s}_p50_ms"] for s in ("encode", "onnx", "decode"))

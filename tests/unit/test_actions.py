@@ -125,3 +125,19 @@ MASKED = -1e9  # what the networks put on masked actions
 )
 def test_greedy_choice_weighs_waiting_against_placing_at_all(logits, expected):
     assert greedy_action(np.array(logits)) == expected
+
+
+def test_greedy_choice_matches_its_definition_on_random_logits():
+    """Wait exactly when exp(wait) >= the summed exp of every placement; otherwise the arg-max
+    placement. Wait logits are drawn around the top placement, so both outcomes are frequent."""
+    rng = np.random.default_rng(11)
+    outcomes = set()
+    for _ in range(2000):
+        logits = rng.normal(0.0, 2.0, int(rng.integers(2, 300))).astype(np.float32)
+        logits[rng.random(logits.size) < 0.5] = MASKED
+        logits[0] = logits[1:].max() + rng.normal(0.0, 3.0) if logits[1:].max() > MASKED else 0.0
+        placing = np.logaddexp.reduce(logits[1:].astype(np.float64))
+        expected = 0 if logits[0] >= placing else int(logits[1:].argmax()) + 1
+        assert greedy_action(logits) == expected
+        outcomes.add(expected == 0)
+    assert outcomes == {True, False}
