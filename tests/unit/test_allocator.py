@@ -50,3 +50,17 @@ def test_retaining_freed_memory_removes_the_encoders_page_faults():
     # glibc's defaults fault in fresh pages for the 64 x 32 pair arrays on most decisions
     assert default["faults_per_encode"] > 20, default
     assert retained["faults_per_encode"] < 2, retained
+
+
+def test_without_glibc_mallopt_nothing_changes(monkeypatch):
+    """musl and macOS have no usable mallopt: the call reports False instead of failing."""
+    import ctypes
+
+    from aigc_policy import allocator
+
+    class NoMallopt:  # a C library without the symbol, as ctypes presents it
+        def __getattr__(self, name):
+            raise AttributeError(name)
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda _name: NoMallopt())
+    assert allocator.retain_freed_memory() is False
