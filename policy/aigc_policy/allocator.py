@@ -2,7 +2,7 @@
 
 A decision at 64 nodes x 32 tasks allocates arrays of 60-400 KB (the pair features are 393 KB).
 Under glibc's defaults such blocks are often mmap'ed fresh or trimmed off the heap when freed,
-so the next decision touches new pages: about 136 minor page faults per encode, half of the
+so the next decision touches new pages: 130-180 minor page faults per encode, half of the
 encoder's time (tests/unit/test_allocator.py counts them). Raising both thresholds once per
 process keeps those pages mapped and reused; the cost is up to TRIM_THRESHOLD_BYTES of freed
 memory that the process does not return.
