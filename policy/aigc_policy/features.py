@@ -295,6 +295,7 @@ class Encoder:
 
     def __init__(self, max_queue: int = MAX_QUEUE) -> None:
         self.max_queue = max_queue
+        self._queue_position = np.arange(max_queue) / MAX_QUEUE
         self._shapes = _ShapeRows()
         self._classes: dict[tuple[str, ...], tuple[tuple[str, ...], np.ndarray, np.ndarray]] = {}
         self._tables: _ClassTables | None = None
@@ -384,7 +385,8 @@ class Encoder:
             warm1.flat[alone_at] = True
         groups = np.zeros((n_models, n, N_GANG), bool)
         groups.flat[group_at] = True
-        return np.array(used), np.array(n_res, np.float64), np.array(largest, np.float64), resident, warm1, groups
+        used_a, n_res_a, largest_a = np.array([used, n_res, largest], np.float64)
+        return used_a, n_res_a, largest_a, resident, warm1, groups
 
     def encode(self, snap: ClusterSnapshot) -> EncodedState:
         nodes = snap.nodes
@@ -471,19 +473,19 @@ class Encoder:
         per_pair[..., 6] = slack_after
         per_pair[..., 7] = resident | ((vram - used)[None, :] >= model_vram[:, None])
         pairs = np.repeat(per_pair, N_GANG, axis=1).reshape(q, n, N_GANG, PAIR_FEATURES)
-        pairs[..., 8] = _GANG_SIZES / max(GANG_SIZES)
+        pairs[..., 8] = _GANG_FRACTION
         pairs[..., 9] = valid
         pairs[..., 10] = groups
         pairs[..., 11] = np.where(valid, tl_service, 0.0)
 
         cnt = can1.sum(0)
-        nodes_out[:, 8] = np.where(cnt > 0, tl_service1.sum(0) / np.maximum(cnt, 1), 0.0)
+        nodes_out[:, 8] = tl_service1.sum(0) / np.maximum(cnt, 1)  # 0 where no task can run: its terms are 0
         nodes_out[:, 9] = resident.sum(0) / q
 
         tasks_out = rows[:, _ShapeRows.STATIC]
         tasks_out[:, 0] = _tlog(now - arrival)
         tasks_out[:, 6] = np.where(has_deadline, _signed_tlog(due - now), 0.0)
-        tasks_out[:, _QPOS] = np.arange(q) / MAX_QUEUE
+        tasks_out[:, _QPOS] = self._queue_position[:q]
         tasks_out[:, _QPOS + 1] = float(np.log1p(max(0, len(snap.queue) - q) / MAX_QUEUE))
         tasks_out[:, _RESFRAC] = resident.sum(1) / n
 
@@ -512,6 +514,7 @@ class Encoder:
 
 
 _GANG_SIZES = np.array(GANG_SIZES)
+_GANG_FRACTION = _GANG_SIZES / max(GANG_SIZES)
 _GANG_INDEX = {k: g for g, k in enumerate(GANG_SIZES)}
 _QPOS = TASK_FIELDS.index("queue_position")
 _RESFRAC = TASK_FIELDS.index("model_resident_fraction")
