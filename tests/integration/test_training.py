@@ -7,7 +7,8 @@ torch = pytest.importorskip("torch")
 
 from aigc_policy.cli import main  # noqa: E402
 from aigc_policy.features import EncodedState  # noqa: E402
-from aigc_policy.rl.train import evaluate, greedy_actor, load_checkpoint  # noqa: E402
+from aigc_policy.rl.checkpoint import load_checkpoint  # noqa: E402
+from aigc_policy.rl.train import evaluate, greedy_actor  # noqa: E402
 from aigc_policy.scenario import load_scenario  # noqa: E402
 from aigc_policy.sim import Simulator  # noqa: E402
 

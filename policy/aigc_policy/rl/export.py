@@ -22,10 +22,11 @@ from aigc_policy.cli import UsageError
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, MAX_QUEUE, EncodedState, Encoder
 from aigc_policy.onnx_policy import INPUTS, OnnxPolicy
 from aigc_policy.placement import STEP_BUCKETS
+from aigc_policy.rl.checkpoint import load_checkpoint
 from aigc_policy.rl.inference import InferencePolicy
 from aigc_policy.rl.networks import AgentNet
-from aigc_policy.rl.train import git_commit, load_checkpoint
-from aigc_policy.scenario import load_scenario
+from aigc_policy.rl.train import git_commit
+from aigc_policy.scenario import ScenarioError, load_scenario
 from aigc_policy.snapshot import GANG_SIZES
 from aigc_policy.synthetic import random_snapshot
 
@@ -111,8 +112,6 @@ def _same_size_chunks(states: list[EncodedState], size: int) -> list[list[Encode
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.checkpoint.is_file():
-        raise UsageError(f"no checkpoint at {args.checkpoint}")
     net, ckpt = load_checkpoint(args.checkpoint)
     net.eval()
     meta = ckpt["meta"]
@@ -131,14 +130,18 @@ def run(args: argparse.Namespace) -> int:
         "diffusion_steps": str(net.cfg.diffusion_steps if net.cfg.diffusion else 0),
         "updates": str(ckpt["progress"].get("updates", 0)),
     }
-    states = sample_states(meta["scenario"], CHECK_SIZES, 3, seed=0)
+    try:
+        states = sample_states(meta["scenario"], CHECK_SIZES, 3, seed=0)
+    except ScenarioError as exc:
+        raise UsageError(f"{args.checkpoint}: the scenario it was trained on is needed for the parity check: {exc}") from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "policy.onnx"
         export_onnx(net, states[len(states) // 2], staged, metadata)
         worst, disagree = max_abs_diff(net, OnnxPolicy(staged), states)
         if worst > 1e-4 or disagree:
-            raise RuntimeError(f"export check failed: torch vs ORT {worst:.2e}, {disagree} different actions")
+            raise UsageError(f"export check failed, {args.out} not written: torch vs ORT {worst:.2e}, "
+                             f"{disagree} different actions")
         staged.replace(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB), torch vs ORT {worst:.1e} (scaled) at sizes "
           + ", ".join(f"{n}x{q}" for n, q in CHECK_SIZES))

@@ -41,7 +41,8 @@ from aigc_policy.cli import UsageError
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, EncodedState, Encoder
 from aigc_policy.rl import ts_train
 from aigc_policy.rl.agent import choose, step_reward
-from aigc_policy.rl.networks import ALGOS, AgentNet, NetConfig
+from aigc_policy.rl.checkpoint import load_checkpoint, save
+from aigc_policy.rl.networks import ALGOS, AgentNet
 from aigc_policy.rl.replay import Replay, Transition
 from aigc_policy.rl.sac_discrete import SacConfig, SacLearner
 from aigc_policy.scenario import Scenario, load_scenario
@@ -273,19 +274,6 @@ def _csv(path: Path, fields: tuple[str, ...]) -> csv.DictWriter:
     if new:
         writer.writeheader()
     return writer
-
-
-def save(path: Path, net: AgentNet, learner: SacLearner, meta: dict, progress: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"net": net.state_dict(), "learner": learner.state_dict(), "meta": meta, "progress": progress}, tmp)
-    tmp.replace(path)
-
-
-def load_checkpoint(path: Path) -> tuple[AgentNet, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    net = AgentNet(NetConfig(**ckpt["meta"]["net"]))
-    net.load_state_dict(ckpt["net"])
-    return net, ckpt
 
 
 def run(args: argparse.Namespace) -> int:
