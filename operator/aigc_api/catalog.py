@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from aigc_policy.errors import yaml_problem
 
 PIPELINE_KINDS = ("sd15", "sd21", "sdxl", "sd-turbo", "sdxl-turbo", "tiny-sd", "sd3-medium")
 CONFIGMAP_KEY = "catalog.yaml"
@@ -82,7 +83,10 @@ def _entry(raw: Any, index: int) -> ModelEntry:
 
 
 def parse_catalog(text: str) -> ModelCatalog:
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogError(yaml_problem(exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise CatalogError("top level must be a mapping with a 'models' list")
     entries = [_entry(raw, i) for i, raw in enumerate(data["models"])]
@@ -94,4 +98,8 @@ def parse_catalog(text: str) -> ModelCatalog:
 
 
 def load_catalog(path: Path) -> ModelCatalog:
-    return parse_catalog(path.read_text(encoding="utf-8"))
+    """The catalog in a file; CatalogError names the file, OSError when it cannot be read."""
+    try:
+        return parse_catalog(path.read_text(encoding="utf-8"))
+    except CatalogError as exc:
+        raise CatalogError(f"{path}: {exc}") from None

@@ -1,7 +1,7 @@
 """`aigc-edge operator`: run the AIGCTask scheduling operator (kopf) against the current cluster.
 
 Configuration is by flags or AIGC_* environment variables (see --help and docs/operator.md).
-Exit codes: 0 on a clean stop, 2 on bad configuration (perf profile, catalog, flags).
+Exit codes: 0 on a clean stop, 2 on bad configuration (perf profile, catalog, flags, no kubeconfig).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from aigc_api.catalog import CatalogError, load_catalog
     from aigc_policy.cli import UsageError
     from aigc_policy.scenario import ScenarioError, load_scenario
+    from kubernetes.config import ConfigException
 
     from aigc_operator.handlers import build_registry
     from aigc_operator.kube import KubeApi, load_kube_config
@@ -44,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, CatalogError) as exc:
         raise UsageError(f"--catalog: {exc}") from None
     policies = load_policies(settings.policy, settings.fallback_policy)
-    load_kube_config()
+    try:
+        load_kube_config()
+    except ConfigException as exc:
+        raise UsageError(f"no Kubernetes API to talk to: not in a cluster, and the kubeconfig is unusable ({exc})") from None
     runtime = Runtime(settings, policies, perf, catalog, KubeApi(settings.api_concurrency))
     logging.getLogger(__name__).warning(
         "aigc-edge operator starting: policy=%s fallback=%s prometheus=%s namespaces=%s",

@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"aigc-edge {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or folder given on the command line cannot be read or written
+        where = f"{exc.filename}: {exc.strerror}" if exc.filename is not None else str(exc)
+        print(f"aigc-edge {args.command}: error: {where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

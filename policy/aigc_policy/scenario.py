@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from aigc_policy.errors import yaml_problem
 from aigc_policy.perf import GpuClass, ModelSpec, Resolution, TablePerfModel
 from aigc_policy.quality import make_curve
 from aigc_policy.snapshot import GANG_SIZES
@@ -123,12 +124,23 @@ def load_scenario(name_or_path: str, *, nodes: int | None = None, rate: float | 
         if rate is not None:
             scenario = replace(scenario, arrivals=with_rate(scenario.arrivals, rate))
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{source}: invalid YAML: {exc}") from None
+        raise ScenarioError(f"{source}: {yaml_problem(exc)}") from None
     except (ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, ScenarioError):
             raise
         raise ScenarioError(f"{source}: {exc}") from None
     return scenario
+
+
+def parse_rates(text: str, flag: str) -> list[float]:
+    """'0.05,0.11' -> [0.05, 0.11], arrival rates (tasks/s) given with a command-line `flag`."""
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ScenarioError(f"{flag} must be a number or a comma-separated list of numbers, got {text!r}") from None
+    if not rates or any(not math.isfinite(r) or r <= 0 for r in rates):
+        raise ScenarioError(f"{flag} values must be positive numbers, got {text!r}")
+    return rates
 
 
 def with_rate(arrivals: Mapping[str, Any], rate: float) -> dict[str, Any]:

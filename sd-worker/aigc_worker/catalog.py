@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from aigc_api.catalog import CONFIGMAP_KEY, ModelCatalog, parse_catalog
+from aigc_api.catalog import CONFIGMAP_KEY, ModelCatalog, load_catalog, parse_catalog
 
 
 def parse_worker_catalog(text: str) -> ModelCatalog:
@@ -17,7 +17,7 @@ def parse_worker_catalog(text: str) -> ModelCatalog:
 
 
 def load_worker_catalog(path: Path) -> ModelCatalog:
-    return parse_worker_catalog(path.read_text(encoding="utf-8"))
+    return load_catalog(path)
 
 
 def load_configmap_catalog(api_client: object, namespace: str, name: str) -> ModelCatalog:

@@ -133,6 +133,7 @@ def _profile(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from aigc_policy.errors import UsageError
+    from kubernetes.config import ConfigException
 
     from aigc_worker.kube import KubeTasks
     from aigc_worker.metrics import WorkerMetrics
@@ -140,7 +141,11 @@ def _serve(args: argparse.Namespace) -> int:
     from aigc_worker.service import ServiceConfig, Worker
 
     host = args.advertise_host or socket.gethostbyname(socket.gethostname())
-    api = KubeTasks.from_kubeconfig(args.kubeconfig, args.namespace)
+    try:
+        api = KubeTasks.from_kubeconfig(args.kubeconfig, args.namespace)
+    except ConfigException as exc:
+        where = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else "not in a cluster: give --kubeconfig"
+        raise UsageError(f"no Kubernetes API to talk to ({where}): {exc}") from None
     metrics = WorkerMetrics()
     if args.results_s3:
         bucket, _, prefix = args.results_s3.partition("/")
@@ -149,15 +154,17 @@ def _serve(args: argparse.Namespace) -> int:
         store = DirectoryStore(args.results_dir)
     rendezvous_store = None
     if args.simulate:
-        from aigc_policy.scenario import load_scenario
+        from aigc_policy.scenario import ScenarioError, load_scenario
 
         from aigc_worker.simulate import SimulatedExecutor
 
         if not args.gpu_class:
             raise UsageError("--simulate needs --gpu-class (or AIGC_GPU_CLASS)")
-        executor = SimulatedExecutor(
-            load_scenario(args.simulate).perf, args.gpu_class, store, metrics, args.time_scale
-        )
+        try:
+            perf = load_scenario(args.simulate).perf
+        except ScenarioError as exc:
+            raise UsageError(f"--simulate: {exc}") from None
+        executor = SimulatedExecutor(perf, args.gpu_class, store, metrics, args.time_scale)
     else:
         executor, rendezvous_store = _real_executor(args, api, store, metrics, host)
     config = ServiceConfig(
@@ -183,6 +190,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _real_executor(args, api, store, metrics, host):  # noqa: ANN001, ANN202
     import torch
+    from aigc_api.catalog import CatalogError
+    from aigc_policy.errors import UsageError
 
     from aigc_worker.cache import ModelCache
     from aigc_worker.catalog import load_configmap_catalog, load_worker_catalog
@@ -196,10 +205,11 @@ def _real_executor(args, api, store, metrics, host):  # noqa: ANN001, ANN202
         namespace, _, name = args.catalog_configmap.partition("/")
         catalog = load_configmap_catalog(api.custom.api_client, namespace, name)
     elif args.catalog:
-        catalog = load_worker_catalog(args.catalog)
+        try:
+            catalog = load_worker_catalog(args.catalog)
+        except (OSError, CatalogError) as exc:
+            raise UsageError(f"--catalog: {exc}") from None
     else:
-        from aigc_policy.errors import UsageError
-
         raise UsageError("--catalog or --catalog-configmap is required")
 
     def release(model: object) -> None:

@@ -54,6 +54,7 @@ def test_trace_replay(tmp_path):
         (["--policies", "nope"], "unknown policy 'nope'"),
         (["--scenario", "nope"], "unknown scenario 'nope'"),
         (["--rate", "-1"], "--rate values must be positive"),
+        (["--rate", "0.5,fast"], "--rate must be a number or a comma-separated list of numbers, got '0.5,fast'"),
         (["--nodes", "99"], "2..64"),
         (["--policies", "spt:0"], "--policies spt:0: spt:W needs W >= 1"),
         (["--policies", "rollout:eft/horizon=soon"], "rollout: horizon='soon' is not a number"),
@@ -67,6 +68,14 @@ def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
     assert main(["bench", "--episodes", "1", "--out", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["bench", "--policies", "eft", "--episodes", "1", "--out", str(blocker / "results")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"aigc-edge bench: error: {blocker / 'results'}: Not a directory"
 
 
 def test_malformed_trace_line_exits_2_with_file_and_line(tmp_path):

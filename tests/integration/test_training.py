@@ -56,6 +56,19 @@ def test_bad_budget_is_a_usage_error(tmp_path, capsys):
     assert "--budget" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--rates", "0.05,soon"], "--rates must be a number or a comma-separated list of numbers, got '0.05,soon'"),
+        (["--rates", "0"], "--rates values must be positive numbers, got '0'"),
+        (["--mix", "eat-reference:0.1,x"], "the rates of --mix eat-reference must be a number or a comma-separated"),
+    ],
+)
+def test_bad_rates_are_a_usage_error_naming_the_option(tmp_path, capsys, extra, message):
+    assert main(["train", "--scenario", "eat-reference", "--out", str(tmp_path), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_count_flags_without_pool_counts_is_a_usage_error(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--count-flags"]) == 2
     assert "--count-flags extends --pool-counts" in capsys.readouterr().err

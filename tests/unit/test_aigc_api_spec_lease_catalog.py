@@ -116,3 +116,5 @@ def test_catalog() -> None:
         )
     with pytest.raises(CatalogError, match="pipeline"):
         parse_catalog("models: [{name: a, source: s, pipeline: nope, vramGb: 1}]")
+    with pytest.raises(CatalogError, match=r"^invalid YAML at line 2, column 12: mapping values"):
+        parse_catalog("models:\n  - name: x: y\n")

@@ -58,3 +58,32 @@ def test_every_flag_is_documented() -> None:
     }
     documented = set(re.findall(r"`(--[a-z-]+)`", (REPO / "docs" / "operator.md").read_text()))
     assert flags <= documented, f"undocumented: {sorted(flags - documented)}"
+
+
+@pytest.fixture
+def outside_a_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No service account and a KUBECONFIG that points nowhere; returns a file that is not YAML."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("models:\n  - {name: a, source: [\n")
+    return broken
+
+
+def test_operator_without_a_kubernetes_api_is_a_one_line_error(outside_a_cluster, capsys) -> None:
+    from aigc_policy.cli import main
+
+    assert main(["operator", "--perf-profile", "edge-hetero"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aigc-edge operator: error: no Kubernetes API to talk to: not in a cluster")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag", ["--catalog", "--perf-profile"])
+def test_operator_names_the_file_and_line_of_broken_yaml(outside_a_cluster, capsys, flag) -> None:
+    from aigc_policy.cli import main
+
+    extra = [] if flag == "--perf-profile" else ["--perf-profile", "edge-hetero"]
+    assert main(["operator", *extra, flag, str(outside_a_cluster)]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag}: {outside_a_cluster}: invalid YAML at line 3, column 1: " in err and err.count("\n") == 1

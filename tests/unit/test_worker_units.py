@@ -82,6 +82,38 @@ def test_worker_catalog_accepts_sd3_medium_and_keeps_shared_validation() -> None
         parse_worker_catalog("models:\n  - {name: Bad_Name, source: x, pipeline: sd3-medium, vramGb: 1}\n")
 
 
+def test_worker_run_refuses_a_missing_api_or_a_broken_catalog_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+    from aigc_policy.cli import main
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert main(["worker", "run", "--node", "n1"]) == 2
+    assert "no Kubernetes API to talk to (not in a cluster: give --kubeconfig)" in capsys.readouterr().err
+    kubeconfig = tmp_path / "kubeconfig"  # valid, never contacted: the catalog is read first
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+    }))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("models:\n  - name: [\n")
+    args = ["worker", "run", "--node", "n1", "--kubeconfig", str(kubeconfig), "--metrics-port", "0"]
+    assert main([*args, "--catalog", str(catalog)]) == 2
+    err = capsys.readouterr().err
+    assert f"--catalog: {catalog}: invalid YAML at line 3, column 1" in err and err.count("\n") == 1
+    assert main([*args, "--simulate", str(catalog), "--gpu-class", "a100"]) == 2
+    assert f"--simulate: {catalog}: invalid YAML at line 3, column 1" in capsys.readouterr().err
+
+
+def test_importing_the_pipelines_prints_no_torchvision_fallback_warning() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import aigc_worker.pipelines"], capture_output=True, text=True)
+    assert done.returncode == 0 and "torchvision" not in done.stderr, done.stderr
+
+
 def test_gloo_peer_loss_is_recognised() -> None:
     assert is_collective_failure(RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer"))
     assert not is_collective_failure(ValueError("Connection closed"))

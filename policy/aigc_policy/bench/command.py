@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from aigc_policy import policies
 from aigc_policy.bench.report import _rate_key, markdown_table, plot_cdf, plot_vs_rate, write_json
 from aigc_policy.bench.runner import PolicyResult, episode_seeds, run_episode
 from aigc_policy.cli import UsageError
-from aigc_policy.scenario import Scenario, ScenarioError, load_scenario
+from aigc_policy.scenario import Scenario, ScenarioError, load_scenario, parse_rates
 from aigc_policy.sim.trace import TraceError, TraceWorkload
 from aigc_policy.sim.workload import ScenarioWorkload, Workload
 
@@ -85,15 +84,10 @@ def _episode(scenario: Scenario, workload: Workload, spec: str, seed: int):
 
 
 def _rates(text: str | None) -> list[float | None]:
-    if text is None:
-        return [None]
     try:
-        rates = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--rate must be a number or a comma-separated list of numbers, got {text!r}") from None
-    if not rates or any(not math.isfinite(r) or r <= 0 for r in rates):
-        raise UsageError(f"--rate values must be positive numbers, got {text!r}")
-    return rates  # type: ignore[return-value]
+        return [None] if text is None else list(parse_rates(text, "--rate"))
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _scenario(name: str, nodes: int | None, rate: float | None) -> Scenario:

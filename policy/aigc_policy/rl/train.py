@@ -45,7 +45,7 @@ from aigc_policy.rl.checkpoint import load_checkpoint, save
 from aigc_policy.rl.networks import ALGOS, AgentNet
 from aigc_policy.rl.replay import Replay, Transition
 from aigc_policy.rl.sac_discrete import SacConfig, SacLearner
-from aigc_policy.scenario import Scenario, load_scenario
+from aigc_policy.scenario import Scenario, load_scenario, parse_rates
 from aigc_policy.scheduler import Scheduler
 from aigc_policy.sim import Simulator
 from aigc_policy.snapshot import ClusterSnapshot
@@ -220,15 +220,14 @@ def evaluate_groups(act: Actor, groups: list[tuple[str, list[Simulator]]], episo
 
 def _groups(args: argparse.Namespace) -> list[tuple[str, list]]:
     """[(scenario name, [Scenario per rate])] for --scenario/--rates and every --mix entry."""
-    specs = [(args.scenario, args.rates)]
+    specs = [(args.scenario, args.rates, "--rates")]
     for part in (args.mix or "").split("+"):
         if part.strip():
             name, _, rates = part.strip().partition(":")
-            specs.append((name, rates or None))
+            specs.append((name, rates or None, f"the rates of --mix {name}"))
     try:
-        return [(name, [load_scenario(name, rate=r) for r in ([None] if rates is None else
-                                                              [float(x) for x in rates.split(",")])])
-                for name, rates in specs]
+        return [(name, [load_scenario(name, rate=r) for r in ([None] if rates is None else parse_rates(rates, flag))])
+                for name, rates, flag in specs]
     except ValueError as exc:  # ScenarioError included
         raise UsageError(str(exc)) from None
 
