@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from aigc_policy.arguments import positive_float
 
 from aigc_operator import devcluster
 from aigc_operator.devcluster import ClusterInfo, LocalCluster
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy", default="eat", help="operator policy (default: the shipped EAT ONNX policy)"
     )
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the burst")
+    parser.add_argument("--timeout", type=positive_float, default=600.0, help="seconds to wait for the burst")
     parser.add_argument(
         "--max-side", type=int, default=128, help="scale example images down to this many pixels a side (CPU)"
     )

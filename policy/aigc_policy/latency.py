@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from aigc_policy.allocator import retain_freed_memory
+from aigc_policy.arguments import non_negative_int, positive_int
 from aigc_policy.cli import UsageError
 from aigc_policy.features import MAX_NODES, MAX_QUEUE, MIN_NODES
 from aigc_policy.onnx_policy import OnnxPolicy, PolicyFileError
@@ -33,12 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", type=Path, default=None, help="ONNX file (default: the shipped eat policy)")
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--queue", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime intra-op threads")
     parser.add_argument("--decisions", type=int, default=2000)
     parser.add_argument("--new-tasks", type=int, default=1,
                         help="queued tasks replaced by new arrivals between decisions (--queue: all new)")
     parser.add_argument("--scenario", default="edge-hetero", help="GPU classes and models of the states")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ import socket
 import threading
 from pathlib import Path
 
+from aigc_policy.arguments import non_negative_int, positive_float, positive_int
+
 DEFAULT_METRICS_PORT = 9200
 
 
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--lease-namespace", default=_env("POD_NAMESPACE", "aigc-system"))
     run.add_argument("--kubeconfig", default=_env("KUBECONFIG"), help="default: in-cluster config")
     _add_placement(run)
-    run.add_argument("--memory-budget-gb", type=float, help="warm-model budget (default: device memory)")
+    run.add_argument("--memory-budget-gb", type=positive_float, help="warm-model budget (default: device memory)")
     run.add_argument("--local-files-only", action="store_true", help="never contact a model hub")
     run.add_argument(
         "--results-dir", type=Path, default=Path(_env("AIGC_RESULTS_DIR", "/var/lib/aigc/results"))
@@ -54,18 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--results-s3", help="bucket[/prefix] of an S3-compatible store instead of --results-dir"
     )
     run.add_argument("--s3-endpoint", default=_env("AIGC_S3_ENDPOINT"))
-    run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    run.add_argument("--metrics-port", type=non_negative_int, default=DEFAULT_METRICS_PORT)
     run.add_argument("--advertise-host", default=_env("POD_IP"), help="address peers and Prometheus reach")
     run.add_argument("--backend", help="torch.distributed backend (default: nccl on cuda, gloo on cpu)")
     run.add_argument(
-        "--gang-timeout", type=float, default=120.0, help="seconds to form a gang / per collective"
+        "--gang-timeout", type=positive_float, default=120.0, help="seconds to form a gang / per collective"
     )
-    run.add_argument("--heartbeat", type=float, default=5.0, help="claim and Lease renewal period, seconds")
+    run.add_argument("--heartbeat", type=positive_float, default=5.0, help="claim and Lease renewal period, seconds")
     run.add_argument("--simulate", metavar="SCENARIO", help="sleep for this scenario's service times instead")
     run.add_argument(
         "--gpu-class", default=_env("AIGC_GPU_CLASS"), help="scenario class of this node (--simulate)"
     )
-    run.add_argument("--time-scale", type=float, default=1.0, help="--simulate: multiply sleeps by this")
+    run.add_argument("--time-scale", type=positive_float, default=1.0, help="--simulate: multiply sleeps by this")
 
     prof = sub.add_parser("profile", help="measure per-step and load seconds into a scenario class")
     prof.add_argument("--catalog", type=Path, required=True)
@@ -73,11 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prof.add_argument("--class-name", default=_env("AIGC_GPU_CLASS", "this-node"))
     prof.add_argument("--models", help="comma-separated subset of the catalog")
     prof.add_argument("--sizes", default="512x512", help="comma-separated WxH list")
-    prof.add_argument("--steps", type=int, default=8)
-    prof.add_argument("--repeats", type=int, default=3)
+    prof.add_argument("--steps", type=positive_int, default=8)
+    prof.add_argument("--repeats", type=positive_int, default=3)
     _add_placement(prof)
-    prof.add_argument("--world-size", type=int, default=1, help="k > 1: run on k nodes at once (see docs)")
-    prof.add_argument("--rank", type=int, default=0)
+    prof.add_argument("--world-size", type=positive_int, default=1, help="k > 1: run on k nodes at once (see docs)")
+    prof.add_argument("--rank", type=non_negative_int, default=0)
     prof.add_argument("--rendezvous", default="", help="host:port rank 0 binds and the others join")
     prof.add_argument("--backend", default=None)
 

@@ -109,6 +109,11 @@ def test_an_export_that_fails_its_parity_check_writes_nothing(run_dir, tmp_path,
     assert not out.exists()
 
 
+def test_export_to_a_folder_is_refused_before_any_work(run_dir, tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
+
+
 def test_export_without_a_checkpoint_file_names_the_path(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "p.onnx")]) == 2
     assert f"no checkpoint at {tmp_path / 'none.pt'}" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from aigc_policy import policies
+from aigc_policy.arguments import non_negative_int
 from aigc_policy.bench.report import _rate_key, markdown_table, plot_cdf, plot_vs_rate, write_json
 from aigc_policy.bench.runner import PolicyResult, episode_seeds, run_episode
 from aigc_policy.cli import UsageError
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, help="rescale the cluster to N nodes (2..64), same class mix")
     parser.add_argument("--policies", default=DEFAULT_POLICIES, help=f"comma-separated (known: {', '.join(policies.names())})")
     parser.add_argument("--episodes", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", default="bench/out", help="output directory")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 

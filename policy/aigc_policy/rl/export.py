@@ -112,6 +112,8 @@ def _same_size_chunks(states: list[EncodedState], size: int) -> list[list[Encode
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder: give the path of the .onnx file to write")
     net, ckpt = load_checkpoint(args.checkpoint)
     net.eval()
     meta = ckpt["meta"]

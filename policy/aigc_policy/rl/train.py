@@ -37,6 +37,7 @@ from tqdm import tqdm
 from aigc_policy import policies
 from aigc_policy.actions import WAIT, decode
 from aigc_policy.actions import encode as encode_action
+from aigc_policy.arguments import non_negative_int, positive_int
 from aigc_policy.cli import UsageError
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, EncodedState, Encoder
 from aigc_policy.rl import ts_train
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(e.g. eat-reference:0.03,0.07,0.11); each gets its own teacher and demos, "
                              "evaluation scores every scenario")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--budget", default="30m", help="wall-clock ('30m', '90s') or SAC updates ('5000')")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--teacher", default="eft,opt-ts",
@@ -79,16 +80,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher-at", action="append", default=[], metavar="RATE=NAME",
                         help="the teacher at one training rate, not scored against --teacher (repeatable; "
                              "e.g. 1=rollout:samples=2 for a planner too slow to score at every rate)")
-    parser.add_argument("--demo-episodes", type=int, default=40)
-    parser.add_argument("--bc-updates", type=int, default=1500)
-    parser.add_argument("--dagger-rounds", type=int, default=0,
+    parser.add_argument("--demo-episodes", type=non_negative_int, default=40)
+    parser.add_argument("--bc-updates", type=non_negative_int, default=1500)
+    parser.add_argument("--dagger-rounds", type=non_negative_int, default=0,
                         help="after behaviour cloning: rounds of student-driven episodes labelled by the teacher")
-    parser.add_argument("--dagger-episodes", type=int, default=20, help="student episodes per DAgger round")
-    parser.add_argument("--dagger-updates", type=int, default=1000, help="imitation steps per DAgger round")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--eval-every", type=int, default=500, help="SAC updates between evaluations")
-    parser.add_argument("--eval-episodes", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--dagger-episodes", type=positive_int, default=20, help="student episodes per DAgger round")
+    parser.add_argument("--dagger-updates", type=non_negative_int, default=1000, help="imitation steps per DAgger round")
+    parser.add_argument("--batch", type=positive_int, default=64)
+    parser.add_argument("--eval-every", type=positive_int, default=500, help="SAC updates between evaluations")
+    parser.add_argument("--eval-episodes", type=positive_int, default=6)
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--count-flags", action="store_true",
                         help="with --pool-counts: the context also reads one flag per task count (#tasks > k)")
     parser.add_argument("--task-ranks", action="store_true",

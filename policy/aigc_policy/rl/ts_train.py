@@ -30,6 +30,7 @@ import onnx
 import torch
 from torch import nn
 
+from aigc_policy.arguments import positive_float, positive_int
 from aigc_policy.cli import UsageError
 from aigc_policy.rl.dqn_ts import Dqn, DqnConfig
 from aigc_policy.rl.ladts import Ladts
@@ -294,14 +295,14 @@ def evaluate(scenario: Scenario, sched: TaskScheduler, seeds: list[int]) -> list
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the LAD-TS family; --scenario, --out, --seed, --batch, --threads come from rl/train.py."""
     group = parser.add_argument_group("LAD-TS family (--algo ladts, d2sac, sac-ts, dqn)")
-    group.add_argument("--episodes", type=int, default=60, help="training episodes (paper: LAD-TS converges in ~60)")
-    group.add_argument("--max-minutes", type=float, default=None, help="wall-clock cap on training")
+    group.add_argument("--episodes", type=positive_int, default=60, help="training episodes (paper: LAD-TS converges in ~60)")
+    group.add_argument("--max-minutes", type=positive_float, default=None, help="wall-clock cap on training")
     group.add_argument("--quirk", action="append", choices=QUIRKS, default=[],
                        help="reproduce a reference-code defect (repeatable); all fixed by default")
-    group.add_argument("--update-every", type=int, default=25,
+    group.add_argument("--update-every", type=positive_int, default=25,
                        help="decisions per agent between gradient steps (paper: 25, one per agent per slot)")
-    group.add_argument("--eval-seeds", type=int, default=5, help="greedy evaluation episodes after training")
-    group.add_argument("--target-entropy-ratio", type=float, default=SacConfig.target_entropy_ratio,
+    group.add_argument("--eval-seeds", type=positive_int, default=5, help="greedy evaluation episodes after training")
+    group.add_argument("--target-entropy-ratio", type=positive_float, default=SacConfig.target_entropy_ratio,
                        help="SAC temperature target as a fraction of log(#nodes)")
     group.add_argument("--net", choices=tuple(NETS), default="per-node",
                        help="flat: the paper's MLP over the whole state; per-node: one scorer shared by all nodes")
