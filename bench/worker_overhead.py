@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from aigc_api.catalog import load_catalog  # noqa: E402
 from aigc_worker.cache import ModelCache  # noqa: E402
-from aigc_worker.catalog import load_worker_catalog  # noqa: E402
 from aigc_worker.execution import Executor, GangSettings  # noqa: E402
 from aigc_worker.metrics import WorkerMetrics  # noqa: E402
 from aigc_worker.pipelines import Placement, load_model  # noqa: E402
@@ -43,7 +43,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="worker-overhead-"))
     write_tiny_models(work / "models", kinds=(args.kind,))
-    catalog = load_worker_catalog(work / "models" / CATALOG_FILE)
+    catalog = load_catalog(work / "models" / CATALOG_FILE)
     name = tiny_model_name(args.kind)
     cache = ModelCache(1.0, lambda entry: load_model(entry, Placement()))
     executor = Executor(

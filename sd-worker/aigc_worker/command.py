@@ -9,8 +9,12 @@ import signal
 import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aigc_policy.arguments import non_negative_int, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from aigc_api.catalog import ModelCatalog
 
 DEFAULT_METRICS_PORT = 9200
 
@@ -25,6 +29,17 @@ def _sizes(text: str) -> list[tuple[int, int]]:
         width, _, height = item.lower().partition("x")
         out.append((int(width), int(height or width)))
     return out
+
+
+def _catalog_file(path: Path) -> ModelCatalog:
+    """The --catalog file, or a one-line UsageError naming what is wrong with it."""
+    from aigc_api.catalog import CatalogError, load_catalog
+    from aigc_policy.errors import UsageError
+
+    try:
+        return load_catalog(path)
+    except (OSError, CatalogError) as exc:
+        raise UsageError(f"--catalog: {exc}") from None
 
 
 def _add_placement(p: argparse.ArgumentParser) -> None:
@@ -112,16 +127,23 @@ def _placement(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _profile(args: argparse.Namespace) -> int:
+    from aigc_policy.errors import UsageError
+
     from aigc_worker.profile import profile_node, write_class
 
+    catalog = _catalog_file(args.catalog)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    unknown = sorted(set(models or ()) - {entry.name for entry in catalog})
+    if unknown:
+        raise UsageError(f"--models: {', '.join(unknown)} not in {args.catalog}")
     placement = _placement(args)
     measured = profile_node(
-        args.catalog,
+        catalog,
         placement,
         _sizes(args.sizes),
         args.steps,
         args.repeats,
-        models=args.models.split(",") if args.models else None,
+        models=models,
         world_size=args.world_size,
         rank=args.rank,
         rendezvous=args.rendezvous,
@@ -196,7 +218,7 @@ def _real_executor(args, api, store, metrics, host):  # noqa: ANN001, ANN202
     from aigc_policy.errors import UsageError
 
     from aigc_worker.cache import ModelCache
-    from aigc_worker.catalog import load_configmap_catalog, load_worker_catalog
+    from aigc_worker.catalog import load_configmap_catalog
     from aigc_worker.execution import Executor, GangSettings
     from aigc_worker.parallel.rendezvous import open_store
     from aigc_worker.pipelines import load_model
@@ -205,12 +227,12 @@ def _real_executor(args, api, store, metrics, host):  # noqa: ANN001, ANN202
     placement = _placement(args)
     if args.catalog_configmap:
         namespace, _, name = args.catalog_configmap.partition("/")
-        catalog = load_configmap_catalog(api.custom.api_client, namespace, name)
-    elif args.catalog:
         try:
-            catalog = load_worker_catalog(args.catalog)
-        except (OSError, CatalogError) as exc:
-            raise UsageError(f"--catalog: {exc}") from None
+            catalog = load_configmap_catalog(api.custom.api_client, namespace, name)
+        except CatalogError as exc:
+            raise UsageError(f"--catalog-configmap: {exc}") from None
+    elif args.catalog:
+        catalog = _catalog_file(args.catalog)
     else:
         raise UsageError("--catalog or --catalog-configmap is required")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 import yaml
+from aigc_api.catalog import ModelCatalog
 
-from aigc_worker.catalog import load_worker_catalog
 from aigc_worker.parallel.rendezvous import joined_gang, open_store, parse_address
 from aigc_worker.pipelines import ImageJob, Placement, gang_layout, generate, load_model
 
@@ -33,7 +33,7 @@ def device_memory_gb(placement: Placement) -> float:
 
 
 def profile_node(
-    catalog_path: Path,
+    catalog: ModelCatalog,
     placement: Placement,
     sizes: list[tuple[int, int]],
     steps: int,
@@ -45,7 +45,6 @@ def profile_node(
     backend: str = "gloo",
     timeout_s: float = 120.0,
 ) -> dict:
-    catalog = load_worker_catalog(catalog_path)
     wanted = [e for e in catalog if models is None or e.name in models]
     step_s: dict[str, dict[str, dict[int, float]]] = {}
     load_s: dict[str, dict[int, float]] = {}

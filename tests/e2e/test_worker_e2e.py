@@ -16,9 +16,9 @@ import pytest
 from aigc_api import GROUP, PLURAL, VERSION
 from aigc_api import status as st
 from aigc_api.api_errors import is_conflict
+from aigc_api.catalog import load_catalog
 from aigc_operator.devcluster import ClusterInfo, LocalCluster
 from aigc_worker.cache import ModelCache
-from aigc_worker.catalog import load_worker_catalog
 from aigc_worker.execution import Executor, GangSettings
 from aigc_worker.kube import KubeTasks
 from aigc_worker.metrics import WorkerMetrics
@@ -49,7 +49,7 @@ def test_placed_task_succeeds_with_png(
         local_cluster_handle.kubectl("create", "namespace", namespace, check=False)
 
     write_tiny_models(tmp_path / "models", kinds=("sd-turbo",))
-    catalog = load_worker_catalog(tmp_path / "models" / CATALOG_FILE)
+    catalog = load_catalog(tmp_path / "models" / CATALOG_FILE)
     store = open_store("127.0.0.1", 30)
     executor = Executor(
         catalog,

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from aigc_worker.catalog import load_worker_catalog
+from aigc_api.catalog import load_catalog
 from aigc_worker.parallel.rendezvous import GangError, joined_gang, open_store
 from aigc_worker.pipelines import ImageJob, Placement, gang_layout, generate, load_model
 
@@ -24,7 +24,7 @@ def main() -> int:
     catalog_path, model_name, rank, world, port, out = sys.argv[1:7]
     rank, world = int(rank), int(world)
     dies = sys.argv[7:] == ["die"]
-    model = load_model(load_worker_catalog(Path(catalog_path)).get(model_name), Placement())
+    model = load_model(load_catalog(Path(catalog_path)).get(model_name), Placement())
     job = ImageJob("a photo of the cat", "", 64, 64, 4, seed=7)
     if dies:
         model.denoiser.register_forward_hook(lambda *_: os._exit(3))

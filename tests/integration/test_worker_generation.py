@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aigc_worker.catalog import load_worker_catalog
+from aigc_api.catalog import load_catalog
 from aigc_worker.pipelines import ImageJob, Placement, generate, load_model
 from aigc_worker.tinymodels import CATALOG_FILE, TINY_KINDS, tiny_model_name, write_tiny_models
 
@@ -30,7 +30,7 @@ def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("kind", TINY_KINDS)
 def test_each_kind_loads_through_the_catalog_and_generates(tiny_catalog: Path, kind: str) -> None:
-    entry = load_worker_catalog(tiny_catalog).get(tiny_model_name(kind))
+    entry = load_catalog(tiny_catalog).get(tiny_model_name(kind))
     model = load_model(entry, Placement())
     generated = generate(model, ImageJob("a photo of the cat", "", 64, 64, 4, seed=1))
     assert generated.image.shape == (64, 64, 3)
@@ -75,7 +75,7 @@ def _run_gang(
 
 @pytest.fixture(scope="module")
 def single_node_image(tiny_catalog: Path) -> np.ndarray:
-    model = load_model(load_worker_catalog(tiny_catalog).get(tiny_model_name("sd15")), Placement())
+    model = load_model(load_catalog(tiny_catalog).get(tiny_model_name("sd15")), Placement())
     return generate(model, ImageJob("a photo of the cat", "", 64, 64, 4, seed=7)).image
 
 
@@ -98,3 +98,19 @@ def test_killed_gang_member_fails_the_others_instead_of_hanging(tiny_catalog: Pa
     assert results[0].returncode == 4 and "GangError GangMemberLost" in results[0].stdout, results[0].stderr[
         -2000:
     ]
+
+
+def test_worker_profile_measures_this_node_into_a_scenario_class(tiny_catalog: Path, tmp_path: Path, capsys) -> None:
+    import yaml
+    from aigc_policy.cli import main
+
+    model, out = tiny_model_name("sd15"), tmp_path / "class.yaml"
+    base = ["worker", "profile", "--catalog", str(tiny_catalog), "--out", str(out), "--class-name", "cpu-test",
+            "--sizes", "64x64,32x48", "--steps", "2", "--repeats", "1"]
+    assert main([*base, "--models", model]) == 0
+    measured = yaml.safe_load(out.read_text())["classes"]["cpu-test"]
+    assert set(measured["step_s"]) == {model} and set(measured["step_s"][model]) == {"64x64", "32x48"}
+    assert all(seconds[1] > 0 for seconds in measured["step_s"][model].values())
+    assert measured["load_s"][model][1] > 0 and measured["vram_gb"] > 0
+    assert main([*base, "--models", f"{model},no-such-model"]) == 2
+    assert f"--models: no-such-model not in {tiny_catalog}" in capsys.readouterr().err

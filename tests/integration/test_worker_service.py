@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from aigc_api import status as st
+from aigc_api.catalog import load_catalog
 from aigc_worker.cache import ModelCache
-from aigc_worker.catalog import load_worker_catalog
 from aigc_worker.execution import Executor, GangSettings, Outcome
 from aigc_worker.metrics import WorkerMetrics
 from aigc_worker.parallel.rendezvous import open_store
@@ -45,7 +45,7 @@ def make_worker(
     gang_timeout_s: float = 3.0,
     catalog_path: Path | None = None,
 ) -> Worker:
-    catalog = load_worker_catalog(catalog_path or models_dir / CATALOG_FILE)
+    catalog = load_catalog(catalog_path or models_dir / CATALOG_FILE)
     cache = ModelCache(1.0, lambda entry: load_model(entry, Placement()))
     store = open_store("127.0.0.1", gang_timeout_s)
     gang = GangSettings("gloo", gang_timeout_s, store)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 
 import numpy as np
 import pytest
-from aigc_api.catalog import CatalogError, ModelEntry
+from aigc_api.catalog import CatalogError, ModelEntry, parse_catalog
 from aigc_worker.cache import ModelCache, ModelTooLarge
-from aigc_worker.catalog import parse_worker_catalog
 from aigc_worker.parallel.layout import GangLayoutError, plan_layout
 from aigc_worker.parallel.rendezvous import is_collective_failure
 from aigc_worker.results import DirectoryStore, encode_png, result_key
@@ -72,14 +72,14 @@ def test_png_carries_metadata_and_is_not_world_writable(tmp_path) -> None:
 
 
 def test_worker_catalog_accepts_sd3_medium_and_keeps_shared_validation() -> None:
-    catalog = parse_worker_catalog(
+    catalog = parse_catalog(
         "models:\n"
         "  - {name: re-sd3, source: /m/sd3, pipeline: sd3-medium, vramGb: 16}\n"
         "  - {name: sd15, source: /m/sd15, pipeline: sd15, vramGb: 4}\n"
     )
     assert [(e.name, e.pipeline) for e in catalog] == [("re-sd3", "sd3-medium"), ("sd15", "sd15")]
     with pytest.raises(CatalogError):
-        parse_worker_catalog("models:\n  - {name: Bad_Name, source: x, pipeline: sd3-medium, vramGb: 1}\n")
+        parse_catalog("models:\n  - {name: Bad_Name, source: x, pipeline: sd3-medium, vramGb: 1}\n")
 
 
 def test_worker_run_refuses_a_missing_api_or_a_broken_catalog_in_one_line(tmp_path, monkeypatch, capsys) -> None:
@@ -104,6 +104,39 @@ def test_worker_run_refuses_a_missing_api_or_a_broken_catalog_in_one_line(tmp_pa
     assert f"--catalog: {catalog}: invalid YAML at line 3, column 1" in err and err.count("\n") == 1
     assert main([*args, "--simulate", str(catalog), "--gpu-class", "a100"]) == 2
     assert f"--simulate: {catalog}: invalid YAML at line 3, column 1" in capsys.readouterr().err
+
+
+class StandInCoreV1:
+    """Stand-in for kubernetes.client.CoreV1Api (no cluster in unit tests): serves `config_maps`."""
+
+    config_maps: dict[tuple[str, str], dict[str, str]] = {}
+
+    def __init__(self, api_client: object) -> None:
+        pass
+
+    def read_namespaced_config_map(self, name: str, namespace: str):
+        from types import SimpleNamespace
+
+        from kubernetes.client.exceptions import ApiException
+
+        if (namespace, name) not in self.config_maps:
+            raise ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(data=self.config_maps[(namespace, name)])
+
+
+def test_configmap_catalog_errors_name_the_configmap_and_what_is_wrong(monkeypatch) -> None:
+    from aigc_worker.catalog import load_configmap_catalog
+    from kubernetes import client
+
+    monkeypatch.setattr(client, "CoreV1Api", StandInCoreV1)
+    good = "models:\n  - {name: a, source: s, pipeline: sd15, vramGb: 1}\n"
+    StandInCoreV1.config_maps = {("ns", "ok"): {"catalog.yaml": good}, ("ns", "nokey"): {"other": good},
+                                 ("ns", "bad"): {"catalog.yaml": "models: [\n"}}
+    assert "a" in load_configmap_catalog(None, "ns", "ok")
+    for name, reason in [("missing", "cannot be read (404 Not Found)"), ("nokey", "no catalog.yaml key"),
+                         ("bad", "invalid YAML at line 2, column 1")]:
+        with pytest.raises(CatalogError, match=rf"^ConfigMap ns/{name}: .*{re.escape(reason)}"):
+            load_configmap_catalog(None, "ns", name)
 
 
 def test_importing_the_pipelines_prints_no_torchvision_fallback_warning() -> None:
