@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from aigc_policy.arguments import positive_float
+from aigc_policy import policies
+from aigc_policy.arguments import positive_float, positive_int
 
 from aigc_operator import devcluster
 from aigc_operator.devcluster import ClusterInfo, LocalCluster
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=positive_float, default=600.0, help="seconds to wait for the burst")
     parser.add_argument(
-        "--max-side", type=int, default=128, help="scale example images down to this many pixels a side (CPU)"
+        "--max-side", type=positive_int, default=128, help="scale example images down to this many pixels a side (CPU)"
     )
     parser.add_argument("--dir", type=Path, default=None, help="state directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="leave the cluster, operator and workers running")
@@ -81,8 +82,14 @@ def run(args: argparse.Namespace) -> int:
     if args.tasks < 1:
         raise UsageError("--tasks must be at least 1")
     if args.stop:
+        if not (args.stop / "pids.json").exists() and not (args.stop / "cluster").exists():
+            raise UsageError(f"--stop {args.stop}: no demo kept there (no pids.json, no cluster/)")
         _stop_kept(args.stop)
         return 0
+    try:  # the operator would fall back to earliest-finish; a demo should say the name is wrong first
+        policies.make(args.policy)
+    except ValueError as exc:
+        raise UsageError(f"--policy {args.policy}: {exc}") from None
     state = args.dir or Path(tempfile.mkdtemp(prefix="aigc-demo-"))
     state.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(state / "cluster", nodes=args.nodes)

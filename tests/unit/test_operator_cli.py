@@ -87,3 +87,16 @@ def test_operator_names_the_file_and_line_of_broken_yaml(outside_a_cluster, caps
     assert main(["operator", *extra, flag, str(outside_a_cluster)]) == 2
     err = capsys.readouterr().err
     assert f"{flag}: {outside_a_cluster}: invalid YAML at line 3, column 1: " in err and err.count("\n") == 1
+
+
+def test_demo_refuses_a_bad_policy_or_an_empty_stop_dir_before_starting_anything(tmp_path, capsys) -> None:
+    from aigc_policy.cli import main
+
+    assert main(["demo", "--policy", "eatt", "--dir", str(tmp_path / "state")]) == 2
+    assert "--policy eatt: unknown policy 'eatt'" in capsys.readouterr().err
+    assert main(["demo", "--policy", f"eat:{tmp_path / 'none.onnx'}"]) == 2
+    assert f"no policy file at {tmp_path / 'none.onnx'}" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()
+    assert main(["demo", "--stop", str(tmp_path / "kept")]) == 2
+    assert "no demo kept there" in capsys.readouterr().err
+    assert not (tmp_path / "kept").exists()  # it used to create DIR/cluster and report success
