@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         raise UsageError(f"{args.checkpoint}: the scenario it was trained on is needed for the parity check: {exc}") from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:  # same filesystem: the rename is atomic
         staged = Path(tmp) / "policy.onnx"
         export_onnx(net, states[len(states) // 2], staged, metadata)
         worst, disagree = max_abs_diff(net, OnnxPolicy(staged), states)
