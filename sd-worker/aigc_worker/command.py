@@ -24,11 +24,17 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
-    out = []
-    for item in text.split(","):
-        width, _, height = item.lower().partition("x")
-        out.append((int(width), int(height or width)))
-    return out
+    """--sizes: WxH items as the scenario format writes them, each side a positive multiple of 8."""
+    from aigc_policy.errors import UsageError
+    from aigc_policy.scenario import parse_resolution
+
+    try:
+        sizes = [parse_resolution(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(side < 8 or side % 8 for size in sizes for side in size):
+        raise UsageError(f"--sizes must be WxH items, each side a positive multiple of 8, got {text!r}")
+    return sizes
 
 
 def _catalog_file(path: Path) -> ModelCatalog:
@@ -131,6 +137,7 @@ def _profile(args: argparse.Namespace) -> int:
 
     from aigc_worker.profile import profile_node, write_class
 
+    sizes = _sizes(args.sizes)
     catalog = _catalog_file(args.catalog)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     unknown = sorted(set(models or ()) - {entry.name for entry in catalog})
@@ -140,7 +147,7 @@ def _profile(args: argparse.Namespace) -> int:
     measured = profile_node(
         catalog,
         placement,
-        _sizes(args.sizes),
+        sizes,
         args.steps,
         args.repeats,
         models=models,

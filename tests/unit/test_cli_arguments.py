@@ -43,3 +43,10 @@ def test_bad_numbers_stop_the_command_before_it_starts(argv, capsys) -> None:
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"error: argument {flag}: must be " in err and err.endswith(f"got '{value}'")
+
+
+@pytest.mark.parametrize("sizes", ["512", "64xa", "60x64", "", "0x0"])
+def test_worker_profile_refuses_sizes_the_scenario_format_cannot_hold(sizes, capsys) -> None:
+    argv = ["worker", "profile", "--catalog", "not-read.yaml", "--out", "o.yaml", "--sizes", sizes]
+    assert main(argv) == 2
+    assert f"--sizes must be WxH items, each side a positive multiple of 8, got {sizes!r}" in capsys.readouterr().err
