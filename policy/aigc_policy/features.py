@@ -411,7 +411,7 @@ class Encoder:
         vram = class_vram[cidx]
         nodes_out = np.empty((n, NODE_FEATURES), dtype=np.float64)
         nodes_out[:, 0] = up
-        nodes_out[:, 1] = _tlog(free_at - now)
+        nodes_out[:, 1] = busy_for = _tlog(free_at - now)  # = _tlog(start - now): start is max(now, free_at)
         nodes_out[:, 2] = np.log1p(metrics_age / 10.0)
         nodes_out[:, 3] = vram / VRAM_SCALE_GB
         nodes_out[:, 4] = np.maximum(vram - used, 0.0) / np.maximum(vram, 1e-6)
@@ -434,8 +434,9 @@ class Encoder:
         blocks = tables.block_rows(distinct)[rows[:, _ShapeRows.BLOCK].astype(np.intp)]
         per_class = blocks.reshape(q, len(distinct), _ClassTables.PER_CLASS)
         sup = per_class[:, :, _ClassTables.SUP]  # [Q, C, G] 0/1
+        per_node = np.take(per_class, cidx, 1)  # [Q, N, PER_CLASS]
         # k = 1 as placement.estimate prices it: service, + load if cold, + transfer
-        k1 = np.take(per_class[:, :, _ClassTables.K1], cidx, 1).transpose(2, 0, 1)  # [5, Q, N]
+        k1 = per_node[:, :, _ClassTables.K1].transpose(2, 0, 1)  # [5, Q, N]
         sup1, s1, load1 = k1[0] > 0.5, k1[1], k1[2]
         transfer = self._transfer(tasks, nodes, k1[3], k1[4])
         allowed = rows[:, _ShapeRows.ALLOWED] > 0.5  # [Q, G]
@@ -455,11 +456,9 @@ class Encoder:
             warm = np.concatenate([warm1[:, :, None], groups[:, :, 1:]], 2)
         else:
             warm = np.repeat(resident[:, :, None], N_GANG, 2)
-        tl_warm = np.take(per_class[:, :, _ClassTables.TL_WARM], cidx, 1)
-        tl_cold = np.take(per_class[:, :, _ClassTables.TL_COLD], cidx, 1)
-        tl_service = np.where(warm, tl_warm, tl_cold)  # log k-gang service [Q, N, G]
+        tl_service = np.where(warm, per_node[:, :, _ClassTables.TL_WARM], per_node[:, :, _ClassTables.TL_COLD])  # log k-gang service [Q, N, G]
         finish = start + service1
-        slack_after = np.where(has_deadline[:, None], _signed_tlog(due[:, None] - finish), 0.0) * can1
+        slack_after = _signed_tlog(due[:, None] - finish) * (can1 & has_deadline[:, None])
         tl_service1 = _tlog(service1) * can1
 
         # fields 0-7 do not depend on the gang size: built once per (task, node), then repeated
@@ -467,7 +466,7 @@ class Encoder:
         per_pair[..., 0] = resident
         per_pair[..., 1] = warm1
         per_pair[..., 2] = can1
-        per_pair[..., 3] = _tlog(start - now)[None, :]
+        per_pair[..., 3] = busy_for[None, :]
         per_pair[..., 4] = tl_service1
         per_pair[..., 5] = _tlog(finish - now) * can1
         per_pair[..., 6] = slack_after

@@ -84,9 +84,17 @@ def min_acceptable_steps(perf: PerfModel, task: TaskSpec) -> int:
 
 @lru_cache(maxsize=4096)
 def _fewest_steps(perf: PerfModel, model: str, lo: int, hi: int, floor: float | None) -> int:
-    qualities = [perf.quality(model, s) for s in range(lo, hi + 1)]
-    target = max(qualities) if floor is None else min(floor, max(qualities))
+    qualities, best = _qualities(perf, model, lo, hi)
+    target = best if floor is None else min(floor, best)
     return next(lo + i for i, q in enumerate(qualities) if q >= target - 1e-12)
+
+
+@lru_cache(maxsize=1024)
+def _qualities(perf: PerfModel, model: str, lo: int, hi: int) -> tuple[tuple[float, ...], float]:
+    """Quality at each step count lo..hi and the best of them: floors are user numbers, rarely
+    repeated, while a model's step ranges are few."""
+    qualities = tuple(perf.quality(model, s) for s in range(lo, hi + 1))
+    return qualities, max(qualities)
 
 
 def transfer_seconds(snapshot: ClusterSnapshot, task: TaskSpec, members: list[NodeState]) -> float:
