@@ -10,6 +10,8 @@
 # It holds tasks as its teacher does, which is wrong under eat-reference's warm-group rules, so
 # it is a per-scenario file, not the operator's default (docs/eat.md).
 # Usage: scripts/train_eat_edge_hetero.sh [OUT]   (DEST=path to export somewhere else)
+# --native-kernels: the shipped file was trained before `aigc-edge train` pinned portable CPU
+# kernels (rl/kernels.py), so it is reproduced with the CPU's own kernels, on the CPU type that trained it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/eat-edge-hetero}
@@ -17,5 +19,5 @@ DEST=${DEST:-policy/aigc_policy/artifacts/eat-edge-hetero.onnx}
 aigc-edge train --algo eat --scenario edge-hetero --rates 1,2,3,4 --teacher eft,opt-ts,queue-plan \
   --teacher-at 1=rollout:samples=2 --pool-counts --count-flags --task-ranks \
   --demo-episodes 40 --bc-updates 3000 --dagger-rounds 4 --dagger-episodes 12 --dagger-updates 1500 \
-  --budget 0 --eval-episodes 3 --seed 0 --threads 1 --out "$OUT"
+  --budget 0 --eval-episodes 3 --seed 0 --native-kernels --threads 1 --out "$OUT"
 aigc-edge export --checkpoint "$OUT/best.pt" --out "$DEST"

@@ -3,6 +3,8 @@
 # ladts-reference baselines of docs/ladts.md. Run from the repository root with the venv active.
 # Each run writes DIR/{train.jsonl,eval.json,<algo>-<scenario>.onnx}; eval.json holds the greedy
 # evaluation over 5 held-out seeds. Defaults: per-node networks, tanh ε, every reference defect fixed.
+# --native-kernels: the shipped files were trained before `aigc-edge train` pinned portable CPU
+# kernels (rl/kernels.py), so they are reproduced with the CPU's own kernels, on the CPU type that trained them.
 set -euo pipefail
 OUT=${OUT:-runs/ladts}
 EPISODES=${EPISODES:-20}
@@ -10,7 +12,7 @@ UPDATE_EVERY=${UPDATE_EVERY:-5}  # 5x the paper's update rate: the paper's budge
 ART=policy/aigc_policy/artifacts
 
 train() {  # algo scenario episodes
-  aigc-edge train --algo "$1" --scenario "$2" --episodes "$3" --update-every "$UPDATE_EVERY" --seed 0 \
+  aigc-edge train --algo "$1" --scenario "$2" --episodes "$3" --update-every "$UPDATE_EVERY" --seed 0 --native-kernels \
     --out "$OUT/$1-$2"
 }
 

@@ -1,5 +1,10 @@
 """A short training run (BC warm start + a few SAC updates) beats uniform random placement."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -8,7 +13,8 @@ torch = pytest.importorskip("torch")
 from aigc_policy.cli import main  # noqa: E402
 from aigc_policy.features import EncodedState  # noqa: E402
 from aigc_policy.rl.checkpoint import load_checkpoint  # noqa: E402
-from aigc_policy.rl.train import evaluate, greedy_actor  # noqa: E402
+from aigc_policy.rl.kernels import PORTABLE  # noqa: E402
+from aigc_policy.rl.train import evaluate, git_commit, greedy_actor  # noqa: E402
 from aigc_policy.scenario import load_scenario  # noqa: E402
 from aigc_policy.sim import Simulator  # noqa: E402
 
@@ -198,3 +204,51 @@ def test_bad_teacher_at_is_a_usage_error(tmp_path, capsys, entry, message):
 def test_demo_episodes_zero_with_a_teacher_is_a_usage_error(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--demo-episodes", "0"]) == 2
     assert "--demo-episodes must be at least 1" in capsys.readouterr().err
+
+
+def _trained_weights(out, *flags: str, **env: str) -> dict:
+    """best.pt weights of a tiny run of `aigc-edge train` in a fresh process (the kernel pin must
+    come before torch's first kernel, which in this test process has long run)."""
+    command = [sys.executable, "-m", "aigc_policy.cli", "train", "--algo", "eat", "--scenario", "edge-hetero",
+               "--rates", "2", "--teacher", "opt-ts", "--demo-episodes", "2", "--bc-updates", "60",
+               "--budget", "0", "--eval-episodes", "1", "--out", str(out), *flags]
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return torch.load(out / "best.pt", weights_only=True)["net"]
+
+
+def _largest_difference(a: dict, b: dict) -> float:
+    return max(float((a[name] - b[name]).abs().max()) for name in a)
+
+
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"), reason="needs an AVX2 CPU")
+def test_training_gives_the_same_weights_whatever_kernels_the_cpu_would_pick(tmp_path):
+    """Another CPU type is stood in for by ATEN_CPU_CAPABILITY=default, torch's kernels for a CPU
+    without AVX2. MKL's per-vendor code cannot be switched on one machine: that half rests on
+    MKL's documented MKL_CBWR=COMPATIBLE guarantee (aigc_policy.rl.kernels)."""
+    other_cpu = {"ATEN_CPU_CAPABILITY": "default"}
+    here = _trained_weights(tmp_path / "here")
+    there = _trained_weights(tmp_path / "there", **other_cpu)
+    assert _largest_difference(here, there) == 0.0
+    native_here = _trained_weights(tmp_path / "native-here", "--native-kernels")
+    native_there = _trained_weights(tmp_path / "native-there", "--native-kernels", **other_cpu)
+    assert _largest_difference(native_here, native_there) > 0.0  # the stand-in does change the sums
+    config = json.loads((tmp_path / "here" / "config.json").read_text())
+    assert config["cpu_kernels"] == f"aten=AVX2 mkl={PORTABLE['MKL_CBWR']}"
+
+
+def test_git_commit_marks_a_checkout_with_modified_tracked_files(tmp_path, monkeypatch):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.email=t@example.org", "-c", "user.name=t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "tracked.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", "tracked.py")
+    git("commit", "-qm", "first")
+    monkeypatch.chdir(tmp_path)
+    clean = git_commit()
+    (tmp_path / "runs").mkdir()  # untracked output, as training writes
+    assert git_commit() == clean and len(clean) >= 7
+    (tmp_path / "tracked.py").write_text("a = 2\n")
+    assert git_commit() == f"{clean}-dirty"

@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "training_seed": str(meta["seed"]),
         "git_commit": meta.get("git_commit", "unknown"),
         "export_commit": git_commit(),
+        "cpu_kernels": meta.get("cpu_kernels", "unrecorded (trained before rl/kernels.py)"),
         "gang_sizes": ",".join(map(str, GANG_SIZES)),
         "step_buckets": str(STEP_BUCKETS),
         "max_queue": str(MAX_QUEUE),

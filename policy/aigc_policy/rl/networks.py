@@ -22,7 +22,6 @@ from aigc_policy.rl.diffusion import LogitDenoiser
 from aigc_policy.rl.queue_order import RANK_WIDTH, task_rank_features
 
 NEG = -1e9  # masked logit: finite so that 0 * NEG stays 0 in expectations
-_COUNT_STEPS = torch.arange(1, MAX_QUEUE + 1, dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def count_features(n_tasks: torch.Tensor, n_nodes: torch.Tensor, flags: bool) ->
     full needs a sharp step there."""
     out = torch.log1p(torch.stack([n_tasks, n_nodes], -1))
     if flags:
-        out = torch.cat([out, (n_tasks[..., None] > _COUNT_STEPS).to(out.dtype)], -1)
+        out = torch.cat([out, (n_tasks[..., None] > torch.arange(1, MAX_QUEUE + 1, dtype=out.dtype, device=out.device)).to(out.dtype)], -1)
     return out
 
 

@@ -40,7 +40,7 @@ from aigc_policy.actions import encode as encode_action
 from aigc_policy.arguments import non_negative_int, positive_int
 from aigc_policy.cli import UsageError
 from aigc_policy.features import FEATURE_SCHEMA_VERSION, EncodedState, Encoder
-from aigc_policy.rl import ts_train
+from aigc_policy.rl import kernels, ts_train
 from aigc_policy.rl.agent import choose, step_reward
 from aigc_policy.rl.checkpoint import load_checkpoint, save
 from aigc_policy.rl.networks import ALGOS, AgentNet
@@ -74,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--budget", default="30m", help="wall-clock ('30m', '90s') or SAC updates ('5000')")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--native-kernels", action="store_true",
+                        help="let torch and MKL choose kernels for this CPU (the weights then depend on the CPU type); "
+                             "by default both are pinned to kernels that give the same weights on any x86-64 "
+                             "CPU with AVX2 (rl/kernels.py)")
     parser.add_argument("--teacher", default="eft,opt-ts",
                         help="heuristic(s) to imitate: at each training rate, the best scoring one of a "
                              "comma-separated list on training seeds is used; 'none' skips the warm start")
@@ -111,11 +115,16 @@ def parse_budget(text: str) -> tuple[float | None, int | None]:
 
 
 def git_commit() -> str:
+    """Short commit of the checkout; '-dirty' when tracked files differ from it, so a file trained
+    from uncommitted code does not claim a commit that cannot reproduce it."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except OSError:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        if not head.stdout.strip():
+            return "unknown"
+        changed = subprocess.run(["git", "diff", "--quiet", "HEAD"], capture_output=True, timeout=30).returncode == 1
+    except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+    return head.stdout.strip() + ("-dirty" if changed else "")
 
 
 def run_episode(
@@ -277,6 +286,7 @@ def _csv(path: Path, fields: tuple[str, ...]) -> csv.DictWriter:
 
 
 def run(args: argparse.Namespace) -> int:
+    cpu_kernels = kernels.describe() if args.native_kernels else kernels.pin()  # before torch runs anything
     if args.algo in ts_train.ALGOS:  # LAD-TS family: rl/ts_train.py
         return ts_train.run(args)
     seconds, max_updates = parse_budget(args.budget)
@@ -296,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         "algo": args.algo, "scenario": args.scenario, "rates": args.rates, "mix": args.mix, "seed": args.seed,
         "teacher": args.teacher, "teacher_at": args.teacher_at,
         "net": net_cfg.to_dict(), "sac": asdict(SacConfig()),
-        "feature_schema_version": FEATURE_SCHEMA_VERSION, "git_commit": git_commit(),
+        "feature_schema_version": FEATURE_SCHEMA_VERSION, "git_commit": git_commit(), "cpu_kernels": cpu_kernels,
     }
     net = AgentNet(net_cfg)
     learner = SacLearner(net, SacConfig())
