@@ -4,9 +4,10 @@
 # (0.01-0.11 tasks/s, exact-group reuse) at once. At each rate the better of opt-ts and the shipped
 # eat-reference policy on training seeds is the teacher (opt-ts on edge-hetero, the eat-reference
 # policy on eat-reference); behaviour cloning (40 demo episodes per scenario, 3,000 updates), then
-# 2 DAgger rounds (12 episodes per scenario, 1,500 updates each); no SAC phase; seed 0. About 11
-# minutes on one core; two runs on the same kind of CPU write byte-identical files (another CPU
-# gives other weights that schedule the same, docs/eat.md). Exported from the checkpoint with the best held-out score.
+# 2 DAgger rounds (12 episodes per scenario, 1,500 updates each); no SAC phase; seed 0. About 5
+# minutes on one core. `aigc-edge train` pins its CPU kernels (rl/kernels.py), so any x86-64 CPU
+# with AVX2 writes the same file (docs/eat.md, "Training kernels"). Exported from the checkpoint
+# with the best held-out score.
 # Usage: scripts/train_default_policy.sh [OUT]   (DEST=path to export somewhere else)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -11,6 +11,7 @@ from aigc_policy.actions import ACTION_LAYOUT  # noqa: E402
 from aigc_policy.features import FEATURE_SCHEMA_VERSION  # noqa: E402
 from aigc_policy.onnx_policy import OnnxPolicy, PolicyFileError, default_policy_path  # noqa: E402
 from aigc_policy.rl.export import export_onnx, max_abs_diff, sample_states  # noqa: E402
+from aigc_policy.rl.kernels import PORTABLE  # noqa: E402
 from aigc_policy.rl.networks import ALGOS, AgentNet  # noqa: E402
 from aigc_policy.scenario import load_scenario  # noqa: E402
 from aigc_policy.sim import Simulator  # noqa: E402
@@ -89,6 +90,9 @@ def test_shipped_policy_loads_with_metadata_and_schedules_an_episode():
     assert isinstance(policy, OnnxPolicy) and policy.path == path
     for key in ("feature_schema_version", "action_layout", "scenario", "training_seed", "git_commit", "algo"):
         assert policy.metadata.get(key), key
+    # trained from committed code with the kernels that give the same weights on any CPU (rl/kernels.py)
+    assert not policy.metadata["git_commit"].endswith("-dirty")
+    assert policy.metadata["cpu_kernels"] == f"aten=AVX2 mkl={PORTABLE['MKL_CBWR']}"
     sim = Simulator(load_scenario("edge-hetero"))
     sim.reset(3)
     while not sim.done:
