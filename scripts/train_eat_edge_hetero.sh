@@ -10,8 +10,7 @@
 # It holds tasks as its teacher does, which is wrong under eat-reference's warm-group rules, so
 # it is a per-scenario file, not the operator's default (docs/eat.md).
 # Usage: scripts/train_eat_edge_hetero.sh [OUT]   (DEST=path to export somewhere else)
-# --native-kernels: the shipped file was trained before `aigc-edge train` pinned portable CPU
-# kernels (rl/kernels.py), so it is reproduced with the CPU's own kernels, on the CPU type that trained it.
+# --native-kernels: trained before the kernel pin (rl/kernels.py); reproduced on the CPU type that trained it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/eat-edge-hetero}

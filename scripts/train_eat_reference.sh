@@ -4,8 +4,7 @@
 # warm-first + eat-greedy bases, 8 sampled 30 s futures), then 3 DAgger rounds; no SAC phase
 # (SAC fine-tuning made this policy worse, docs/eat.md). Run from the repository root with the
 # venv active; about 20 minutes on 2 shared cores (360 demo episodes, 6,000 + 3 x 1,500 updates).
-# --native-kernels: the shipped file was trained before `aigc-edge train` pinned portable CPU
-# kernels (rl/kernels.py), so it is reproduced with the CPU's own kernels, on the CPU type that trained it.
+# --native-kernels: trained before the kernel pin (rl/kernels.py); reproduced on the CPU type that trained it.
 set -euo pipefail
 OUT=${OUT:-runs/eat-eat-reference}
 DEST=${DEST:-policy/aigc_policy/artifacts/eat-eat-reference.onnx}

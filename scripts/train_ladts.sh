@@ -3,8 +3,7 @@
 # ladts-reference baselines of docs/ladts.md. Run from the repository root with the venv active.
 # Each run writes DIR/{train.jsonl,eval.json,<algo>-<scenario>.onnx}; eval.json holds the greedy
 # evaluation over 5 held-out seeds. Defaults: per-node networks, tanh ε, every reference defect fixed.
-# --native-kernels: the shipped files were trained before `aigc-edge train` pinned portable CPU
-# kernels (rl/kernels.py), so they are reproduced with the CPU's own kernels, on the CPU type that trained them.
+# --native-kernels: trained before the kernel pin (rl/kernels.py); reproduced on the CPU type that trained them.
 set -euo pipefail
 OUT=${OUT:-runs/ladts}
 EPISODES=${EPISODES:-20}

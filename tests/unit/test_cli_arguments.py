@@ -31,6 +31,7 @@ def test_value_types_accept_and_refuse(parse, good, bad) -> None:
         ["train", "--algo", "ladts", "--out", "x", "--episodes", "0"],
         ["policy-latency", "--threads", "0"],
         ["bench", "--seed", "soon"],
+        ["bench", "--episodes", "0"],
         ["worker", "run", "--heartbeat", "0"],
         ["worker", "profile", "--catalog", "c", "--out", "o", "--steps", "0"],
         ["demo", "--timeout", "-5"],

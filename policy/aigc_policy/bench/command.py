@@ -11,7 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from aigc_policy import policies
-from aigc_policy.arguments import non_negative_int
+from aigc_policy.arguments import non_negative_int, positive_int
 from aigc_policy.bench.report import _rate_key, markdown_table, plot_cdf, plot_vs_rate, write_json
 from aigc_policy.bench.runner import PolicyResult, episode_seeds, run_episode
 from aigc_policy.cli import UsageError
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", help="arrival rate (tasks/s), or a comma-separated list to sweep")
     parser.add_argument("--nodes", type=int, help="rescale the cluster to N nodes (2..64), same class mix")
     parser.add_argument("--policies", default=DEFAULT_POLICIES, help=f"comma-separated (known: {', '.join(policies.names())})")
-    parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--episodes", type=positive_int, default=5)
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", default="bench/out", help="output directory")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -39,8 +39,6 @@ def run(args: argparse.Namespace) -> int:
     rates = _rates(args.rate)
     if args.trace and rates != [None]:
         raise UsageError("--rate does not apply to --trace (the trace fixes the arrivals)")
-    if args.episodes < 1:
-        raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
     specs = [s.strip() for s in args.policies.split(",") if s.strip()]
     if not specs:
         raise UsageError("--policies is empty")
